@@ -1,0 +1,252 @@
+"""The project's LLaDA-style masked diffusion transformer, as a ``transformers`` model.
+
+A bidirectional transformer (no causal mask) with rotary position embeddings, RMSNorm and
+SwiGLU feed-forward layers, as in LLaDA. Left padding is handled by an attention mask over
+keys and position ids that start at each row's first real token, so a row's logits do not
+depend on how much padding its batch needed. ``import dllm_gym`` registers the classes with
+``AutoConfig`` and ``AutoModelForMaskedLM``, so ``from_pretrained`` loads a saved folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoConfig, AutoModelForMaskedLM, PretrainedConfig, PreTrainedModel
+from transformers.modeling_outputs import MaskedLMOutput
+
+
+class DiffusionTransformerConfig(PretrainedConfig):
+    """Configuration of :class:`DiffusionTransformerForMaskedLM`.
+
+    Args:
+        vocab_size: number of tokens.
+        hidden_size: model width ``d``.
+        intermediate_size: width of the SwiGLU feed-forward layer.
+        num_hidden_layers: number of transformer blocks.
+        num_attention_heads: attention heads per block (``hidden_size`` must divide evenly).
+        max_position_embeddings: longest sequence (prompt plus generation) the model accepts.
+        rope_theta: base of the rotary position embedding.
+        rms_norm_eps: epsilon of RMSNorm.
+        initializer_range: standard deviation of the normal weight initialisation.
+        mask_token_id: id of the mask token that marks positions still to be generated.
+        eot_token_id: id of the end-of-turn token, if the tokenizer has one.
+    """
+
+    model_type = "dllm_gym_diffusion_transformer"
+
+    def __init__(
+        self,
+        vocab_size: int = 128,
+        hidden_size: int = 256,
+        intermediate_size: int = 688,
+        num_hidden_layers: int = 4,
+        num_attention_heads: int = 4,
+        max_position_embeddings: int = 512,
+        rope_theta: float = 10000.0,
+        rms_norm_eps: float = 1e-5,
+        initializer_range: float = 0.02,
+        mask_token_id: int | None = None,
+        eot_token_id: int | None = None,
+        pad_token_id: int | None = None,
+        bos_token_id: int | None = None,
+        eos_token_id: int | None = None,
+        tie_word_embeddings: bool = False,
+        **kwargs,
+    ) -> None:
+        if hidden_size % num_attention_heads:
+            raise ValueError(
+                f"hidden_size={hidden_size} is not divisible by "
+                f"num_attention_heads={num_attention_heads}"
+            )
+        if (hidden_size // num_attention_heads) % 2:
+            raise ValueError(
+                "hidden_size // num_attention_heads must be even for rotary embeddings"
+            )
+        self.vocab_size = vocab_size
+        self.hidden_size = hidden_size
+        self.intermediate_size = intermediate_size
+        self.num_hidden_layers = num_hidden_layers
+        self.num_attention_heads = num_attention_heads
+        self.max_position_embeddings = max_position_embeddings
+        self.rope_theta = rope_theta
+        self.rms_norm_eps = rms_norm_eps
+        self.initializer_range = initializer_range
+        self.mask_token_id = mask_token_id
+        self.eot_token_id = eot_token_id
+        super().__init__(
+            pad_token_id=pad_token_id,
+            bos_token_id=bos_token_id,
+            eos_token_id=eos_token_id,
+            tie_word_embeddings=tie_word_embeddings,
+            **kwargs,
+        )
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, size: int, eps: float) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(size))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = x.dtype
+        x = x.float()
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x.to(dtype)
+
+
+def rotary_cos_sin(
+    position_ids: torch.Tensor, head_dim: int, theta: float, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of the rotary embedding, shaped (batch, 1, seq, head_dim)."""
+    exponents = torch.arange(0, head_dim, 2, device=position_ids.device, dtype=torch.float32)
+    inv_freq = theta ** (-exponents / head_dim)
+    angles = position_ids.float()[..., None] * inv_freq  # (B, T, head_dim / 2)
+    angles = torch.cat([angles, angles], dim=-1)[:, None]
+    return angles.cos().to(dtype), angles.sin().to(dtype)
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+    return x * cos + rotated * sin
+
+
+class BidirectionalAttention(nn.Module):
+    def __init__(self, config: DiffusionTransformerConfig) -> None:
+        super().__init__()
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.hidden_size // config.num_attention_heads
+        self.qkv_proj = nn.Linear(config.hidden_size, 3 * config.hidden_size, bias=False)
+        self.o_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=False)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        key_mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        batch, length, width = x.shape
+        qkv = self.qkv_proj(x).view(batch, length, 3, self.num_heads, self.head_dim)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B, heads, T, head_dim)
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask, is_causal=False)
+        return self.o_proj(out.transpose(1, 2).reshape(batch, length, width))
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, config: DiffusionTransformerConfig) -> None:
+        super().__init__()
+        self.gate_up_proj = nn.Linear(config.hidden_size, 2 * config.intermediate_size, bias=False)
+        self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
+        return self.down_proj(F.silu(gate) * up)
+
+
+class TransformerBlock(nn.Module):
+    def __init__(self, config: DiffusionTransformerConfig) -> None:
+        super().__init__()
+        self.attn_norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.attn = BidirectionalAttention(config)
+        self.mlp_norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.mlp = SwiGLU(config)
+
+    def forward(self, x, cos, sin, key_mask):
+        x = x + self.attn(self.attn_norm(x), cos, sin, key_mask)
+        return x + self.mlp(self.mlp_norm(x))
+
+
+class DiffusionTransformerForMaskedLM(PreTrainedModel):
+    """LLaDA-style mask predictor: token ids in, logits for every position out.
+
+    ``forward(input_ids, attention_mask=None, position_ids=None)`` returns a
+    :class:`~transformers.modeling_outputs.MaskedLMOutput` whose ``logits[:, i]`` predict the
+    token at position ``i`` (not shifted). ``attention_mask`` (1 = real token) hides padding
+    from every query; when ``position_ids`` is not given it is derived from the mask so each
+    row's positions start at 0 at its first real token.
+    """
+
+    config_class = DiffusionTransformerConfig
+    base_model_prefix = "model"
+    _no_split_modules = ("TransformerBlock",)
+    _supports_sdpa = True
+
+    def __init__(self, config: DiffusionTransformerConfig) -> None:
+        super().__init__(config)
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.layers = nn.ModuleList(
+            TransformerBlock(config) for _ in range(config.num_hidden_layers)
+        )
+        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        std = self.config.initializer_range
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            module.weight.normal_(mean=0.0, std=std)
+        elif isinstance(module, RMSNorm):
+            module.weight.fill_(1.0)
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embed_tokens
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.embed_tokens = value
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head
+
+    def set_output_embeddings(self, value: nn.Linear) -> None:
+        self.lm_head = value
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        **_: object,
+    ) -> MaskedLMOutput:
+        if input_ids.shape[1] > self.config.max_position_embeddings:
+            raise ValueError(
+                f"input_ids: sequence length {input_ids.shape[1]} exceeds the model's "
+                f"max_position_embeddings={self.config.max_position_embeddings}"
+            )
+        key_mask = None
+        if attention_mask is not None:
+            attention_mask = attention_mask.bool()
+            if position_ids is None:
+                position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+            if not bool(attention_mask.all()):
+                key_mask = attention_mask[:, None, None, :]
+        if position_ids is None:
+            position_ids = torch.arange(input_ids.shape[1], device=input_ids.device)[None]
+        x = self.embed_tokens(input_ids)
+        head_dim = self.config.hidden_size // self.config.num_attention_heads
+        cos, sin = rotary_cos_sin(position_ids, head_dim, self.config.rope_theta, x.dtype)
+        for layer in self.layers:
+            x = layer(x, cos, sin, key_mask)
+        logits = self.lm_head(self.norm(x))
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(
+                logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100
+            )
+        return MaskedLMOutput(loss=loss, logits=logits)
+
+
+def register() -> None:
+    """Register the architecture with the ``transformers`` Auto classes (idempotent)."""
+    model_type = DiffusionTransformerConfig.model_type
+    with contextlib.suppress(ValueError):  # already registered
+        AutoConfig.register(model_type, DiffusionTransformerConfig)
+    with contextlib.suppress(ValueError):
+        AutoModelForMaskedLM.register(DiffusionTransformerConfig, DiffusionTransformerForMaskedLM)

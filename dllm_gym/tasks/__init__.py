@@ -1,0 +1,28 @@
+"""Tasks: problems for a split, prompt formatting, answer extraction and scoring."""
+
+from dllm_gym.tasks.answers import answers_match, extract_answer, normalize_number
+from dllm_gym.tasks.arith import ArithTask
+from dllm_gym.tasks.base import Problem, Task
+from dllm_gym.tasks.gsm8k import GSM8KTask
+
+TASKS: dict[str, type[Task]] = {"arith": ArithTask, "gsm8k": GSM8KTask}
+
+
+def make_task(name: str, **kwargs) -> Task:
+    """The task called ``name`` (``"arith"`` or ``"gsm8k"``) built with ``kwargs``."""
+    if name not in TASKS:
+        raise ValueError(f"task={name!r} is not a known task; expected one of {sorted(TASKS)}")
+    return TASKS[name](**kwargs)
+
+
+__all__ = [
+    "TASKS",
+    "ArithTask",
+    "GSM8KTask",
+    "Problem",
+    "Task",
+    "answers_match",
+    "extract_answer",
+    "make_task",
+    "normalize_number",
+]

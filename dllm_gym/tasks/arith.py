@@ -1,0 +1,206 @@
+"""Arith: synthetic GSM8K-shaped word problems that a tiny dLLM can learn on a CPU.
+
+A problem is a chain of 2 to 4 single-digit operations, each applied to the previous result,
+told as a short story about people and their items::
+
+    Ann has 7 apples. Bob has 2 more apples than Ann has. Cid has 4 fewer apples than Bob has.
+    How many apples does Cid have?
+
+and its worked solution has one step per operation, then the GSM8K answer line::
+
+    Bob has 7 + 2 = 9. Cid has 9 - 4 = 5.
+    #### 5
+
+Every value stays in 0..9 (single-digit facts of ``+``, ``-`` and ``*``), every sentence of a
+kind has the same number of tokens, and each step needs the result of the step before, so
+revealing many answer tokens at once measurably hurts: the speed/quality trade-off.
+
+Problem ``i`` of a split is a pure function of ``(seed, split, i)``. Splits are disjoint in
+the numbers: a chain (start value and operations) belongs to exactly one split, decided by a
+hash of the chain, so no test chain is ever seen in training under any names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from dllm_gym.tasks.base import Problem, Task
+
+NAMES: tuple[str, ...] = (
+    "Ann", "Bob", "Cid", "Dan", "Eve", "Fay", "Gus", "Hal", "Ida", "Jon", "Kim", "Liz", "Max",
+    "Ned", "Oli", "Pam", "Quin", "Ray", "Sam", "Tom", "Uma", "Val", "Wes", "Xia", "Yan", "Zoe",
+)  # fmt: skip
+ITEMS: tuple[str, ...] = (
+    "apples", "pens", "books", "coins", "cards", "shells", "stamps", "marbles", "eggs", "cookies",
+)  # fmt: skip
+OPERATORS: tuple[str, ...] = ("+", "-", "*")
+TEMPLATE_WORDS: tuple[str, ...] = (
+    "has", "more", "fewer", "than", "times", "the", "of", "How", "many", "does", "have",
+)  # fmt: skip
+PUNCTUATION: tuple[str, ...] = (".", "?", "=", "+", "-", "*", "####")
+
+# Split assignment: a chain goes to a split by its hash modulo 10.
+_SPLIT_BUCKETS: dict[str, frozenset[int]] = {
+    "train": frozenset(range(2, 10)),
+    "validation": frozenset({1}),
+    "test": frozenset({0}),
+}
+_SPLIT_SALT = {"train": 0, "validation": 1, "test": 2}
+DEFAULT_SIZES: dict[str, int] = {"train": 1_000_000, "validation": 1_000, "test": 1_000}
+
+
+@dataclass(frozen=True)
+class Chain:
+    """The numbers of a problem: a start value and (operator, operand) steps."""
+
+    start: int
+    steps: tuple[tuple[str, int], ...]
+
+    def values(self) -> list[int]:
+        """The start value followed by the result of every step."""
+        values = [self.start]
+        for operator, operand in self.steps:
+            values.append(_apply(operator, values[-1], operand))
+        return values
+
+    def split_bucket(self) -> int:
+        digest = hashlib.blake2b(repr((self.start, self.steps)).encode(), digest_size=8)
+        return int.from_bytes(digest.digest(), "little") % 10
+
+
+def _apply(operator: str, left: int, right: int) -> int:
+    if operator == "+":
+        return left + right
+    if operator == "-":
+        return left - right
+    return left * right
+
+
+def _operands(operator: str, value: int) -> list[int]:
+    """Operands that keep the result of ``value operator operand`` a single digit."""
+    if operator == "+":
+        return list(range(1, 10 - value))
+    if operator == "-":
+        return list(range(1, value + 1))
+    return [a for a in range(2, 10) if value >= 1 and value * a <= 9]
+
+
+def _draw_chain(rng: np.random.Generator, min_steps: int, max_steps: int) -> Chain:
+    value = int(rng.integers(0, 10))
+    start, steps = value, []
+    for _ in range(int(rng.integers(min_steps, max_steps + 1))):
+        operators = [op for op in OPERATORS if _operands(op, value)]
+        operator = operators[int(rng.integers(len(operators)))]
+        choices = _operands(operator, value)
+        operand = choices[int(rng.integers(len(choices)))]
+        steps.append((operator, operand))
+        value = _apply(operator, value, operand)
+    return Chain(start, tuple(steps))
+
+
+def _sentence(operator: str, name: str, operand: int, item: str, previous: str) -> str:
+    if operator == "+":
+        return f"{name} has {operand} more {item} than {previous} has."
+    if operator == "-":
+        return f"{name} has {operand} fewer {item} than {previous} has."
+    return f"{name} has {operand} times the {item} of {previous}."
+
+
+def render(chain: Chain, names: Sequence[str], item: str) -> Problem:
+    """The word problem and worked solution of ``chain`` with the given names and item."""
+    values = chain.values()
+    question = [f"{names[0]} has {chain.start} {item}."]
+    solution = []
+    for k, (operator, operand) in enumerate(chain.steps):
+        question.append(_sentence(operator, names[k + 1], operand, item, names[k]))
+        solution.append(f"{names[k + 1]} has {values[k]} {operator} {operand} = {values[k + 1]}.")
+    question.append(f"How many {item} does {names[len(chain.steps)]} have?")
+    answer = str(values[-1])
+    return Problem(
+        question=" ".join(question),
+        reference=answer,
+        solution=" ".join(solution) + f"\n#### {answer}",
+    )
+
+
+class ArithProblems(Sequence[Problem]):
+    """The problems of one split, generated on demand from their index."""
+
+    def __init__(self, task: ArithTask, split: str, size: int) -> None:
+        self._task, self._split, self._size = task, split, size
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self._size))]
+        if not -self._size <= index < self._size:
+            raise IndexError(f"problem index {index} out of range for {self._size} problems")
+        return self._task.problem(self._split, index % self._size)
+
+
+class ArithTask(Task):
+    """Synthetic multi-step single-digit arithmetic word problems (see the module docstring).
+
+    Args:
+        seed: seed of the generator; problem ``i`` of a split depends only on (seed, split, i).
+        min_steps, max_steps: the number of operations of a problem is uniform in this range.
+        sizes: number of problems in each split (``train``, ``validation``, ``test``).
+    """
+
+    name = "arith"
+    splits = ("train", "validation", "test")
+
+    def __init__(
+        self,
+        seed: int = 0,
+        min_steps: int = 2,
+        max_steps: int = 4,
+        sizes: Mapping[str, int] | None = None,
+    ) -> None:
+        if not 1 <= min_steps <= max_steps <= len(NAMES) - 1:
+            raise ValueError(
+                f"min_steps={min_steps}, max_steps={max_steps}: expected "
+                f"1 <= min_steps <= max_steps <= {len(NAMES) - 1}"
+            )
+        self.seed, self.min_steps, self.max_steps = seed, min_steps, max_steps
+        self.sizes = {**DEFAULT_SIZES, **(sizes or {})}
+        unknown = set(self.sizes) - set(self.splits)
+        if unknown:
+            raise ValueError(f"sizes: unknown splits {sorted(unknown)}; expected {self.splits}")
+        self._problem = lru_cache(maxsize=65536)(self._generate)
+
+    def problems(self, split: str) -> ArithProblems:
+        self.check_split(split)
+        return ArithProblems(self, split, self.sizes[split])
+
+    def problem(self, split: str, index: int) -> Problem:
+        """Problem ``index`` of ``split``."""
+        self.check_split(split)
+        return self._problem(split, index)
+
+    def chain(self, split: str, index: int) -> tuple[Chain, np.random.Generator]:
+        """The chain of problem ``index`` of ``split`` and the generator that drew it."""
+        rng = np.random.default_rng([self.seed, _SPLIT_SALT[split], index])
+        buckets = _SPLIT_BUCKETS[split]
+        while True:
+            chain = _draw_chain(rng, self.min_steps, self.max_steps)
+            if chain.split_bucket() in buckets:
+                return chain, rng
+
+    def _generate(self, split: str, index: int) -> Problem:
+        chain, rng = self.chain(split, index)
+        names = [NAMES[i] for i in rng.permutation(len(NAMES))[: len(chain.steps) + 1]]
+        item = ITEMS[int(rng.integers(len(ITEMS)))]
+        return render(chain, names, item)
+
+
+def vocabulary() -> list[str]:
+    """Every word and symbol an Arith problem or solution uses (digits excluded)."""
+    return [*NAMES, *ITEMS, *TEMPLATE_WORDS, *PUNCTUATION]

@@ -1,0 +1,356 @@
+"""Train the embedded dLLM on Arith with the masked-diffusion objective.
+
+The objective is LLaDA's supervised fine-tuning loss: the prompt stays visible; the response,
+padded with end-of-text tokens up to the generation length, is masked token by token with
+probability ``t ~ U(0, 1)``; the loss is the cross-entropy on masked positions weighted by
+``1 / t``. Training is seeded and resumable: ``--work-dir`` holds the training state, written
+atomically every ``--checkpoint-every`` steps; running the same command again continues.
+
+    python scripts/train_embedded_model.py --steps 5000 --out dllm_gym/models/embedded
+
+At the end the checkpoint (config, safetensors weights, tokenizer) is written to ``--out``
+together with ``training.json`` (the settings, the time taken and the validation curve).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from dllm_gym.decoding import decode, threshold_rule, top_k_rule
+from dllm_gym.models.architecture import DiffusionTransformerConfig, DiffusionTransformerForMaskedLM
+from dllm_gym.models.loading import OWN, wrap_model
+from dllm_gym.models.tokenizer import EOT_TOKEN, build_word_tokenizer
+from dllm_gym.tasks.arith import ArithTask, vocabulary
+
+
+@dataclass
+class TrainConfig:
+    """Hyperparameters of the embedded model's training run."""
+
+    out: str = "dllm_gym/models/embedded"
+    """folder the final checkpoint (config, weights, tokenizer, training.json) is written to"""
+    work_dir: str = "runs/embedded"
+    """folder of the resumable training state and the CSV log"""
+    seed: int = 0
+    """seed of the data order, the masks and the initialisation"""
+    task_seed: int = 0
+    """seed of the Arith generator (problem i of a split depends only on it)"""
+    hidden_size: int = 192
+    """model width"""
+    num_layers: int = 4
+    """transformer blocks"""
+    num_heads: int = 4
+    """attention heads"""
+    intermediate_size: int = 512
+    """SwiGLU width"""
+    max_length: int = 192
+    """longest prompt plus generation the model accepts"""
+    gen_lengths: tuple[int, ...] = (48, 64, 80)
+    """responses are padded with end-of-text to one of these lengths, drawn per batch"""
+    batch_size: int = 64
+    """problems per optimisation step"""
+    steps: int = 5000
+    """optimisation steps"""
+    learning_rate: float = 1e-3
+    """peak AdamW learning rate"""
+    final_learning_rate_ratio: float = 0.05
+    """the cosine schedule decays to this fraction of the peak"""
+    warmup_steps: int = 200
+    """linear warm-up steps"""
+    weight_decay: float = 0.01
+    """AdamW weight decay (not on norms and embeddings)"""
+    grad_clip: float = 1.0
+    """gradient-norm clip"""
+    mask_eps: float = 1e-3
+    """mask probability is (1 - eps) * t + eps, as in LLaDA"""
+    eval_every: int = 500
+    """steps between validation decodes"""
+    eval_problems: int = 200
+    """validation problems per evaluation"""
+    eval_gen_length: int = 48
+    """generation length of the validation decode"""
+    eval_block_length: int = 16
+    """block length of the validation decode"""
+    checkpoint_every: int = 250
+    """steps between resumable training states"""
+    threads: int = 2
+    """torch CPU threads"""
+    extra: dict = field(default_factory=dict)
+    """free-form notes stored in training.json"""
+
+
+def build_model(config: TrainConfig, tokenizer) -> DiffusionTransformerForMaskedLM:
+    model_config = DiffusionTransformerConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=config.hidden_size,
+        intermediate_size=config.intermediate_size,
+        num_hidden_layers=config.num_layers,
+        num_attention_heads=config.num_heads,
+        max_position_embeddings=config.max_length,
+        mask_token_id=tokenizer.mask_token_id,
+        eot_token_id=tokenizer.convert_tokens_to_ids(EOT_TOKEN),
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    return DiffusionTransformerForMaskedLM(model_config)
+
+
+class Batches:
+    """Tokenised training batches: left-padded prompts followed by EOS-padded responses."""
+
+    def __init__(self, task: ArithTask, tokenizer, config: TrainConfig) -> None:
+        self.task, self.tokenizer, self.config = task, tokenizer, config
+        self.train = task.problems("train")
+        self.equals_id = tokenizer.convert_tokens_to_ids("=")
+        self.answer_id = tokenizer.convert_tokens_to_ids("####")
+
+    def encode(self, index: int) -> tuple[list[int], list[int]]:
+        problem = self.train[index]
+        prompt = self.task.format_prompt(problem.question, self.tokenizer)
+        response = self.tokenizer(problem.solution, add_special_tokens=False)["input_ids"]
+        return prompt, response
+
+    def sample(self, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        length = int(rng.choice(self.config.gen_lengths))
+        pairs = [
+            self.encode(int(i)) for i in rng.integers(0, len(self.train), self.config.batch_size)
+        ]
+        width = max(len(p) for p, _ in pairs)
+        eos, pad = self.tokenizer.eos_token_id, self.tokenizer.pad_token_id
+        ids = torch.full((len(pairs), width + length), pad, dtype=torch.long)
+        attention = torch.zeros_like(ids, dtype=torch.bool)
+        for row, (prompt, response) in enumerate(pairs):
+            if len(response) > length:
+                raise ValueError(
+                    f"a response of {len(response)} tokens exceeds gen length {length}"
+                )
+            ids[row, width - len(prompt) : width] = torch.tensor(prompt)
+            ids[row, width : width + len(response)] = torch.tensor(response)
+            ids[row, width + len(response) :] = eos
+            attention[row, width - len(prompt) :] = True
+        response_ids = ids[:, width:]
+        previous = torch.cat([torch.full_like(response_ids[:, :1], -1), response_ids[:, :-1]], 1)
+        kind = torch.zeros_like(response_ids)  # 0 other, 1 result after "=", 2 final answer
+        kind[previous == self.equals_id] = 1
+        kind[previous == self.answer_id] = 2
+        return {"ids": ids, "attention": attention, "width": width, "kind": kind}
+
+
+def masked_diffusion_loss(model, batch, generator: torch.Generator, eps: float, mask_id: int):
+    ids, width = batch["ids"], batch["width"]
+    response = ids[:, width:]
+    t = torch.rand(ids.shape[0], generator=generator)
+    p_mask = ((1 - eps) * t + eps)[:, None].expand_as(response)
+    masked = torch.rand(response.shape, generator=generator) < p_mask
+    noisy = ids.clone()
+    noisy[:, width:][masked] = mask_id
+    logits = model(noisy, attention_mask=batch["attention"]).logits[:, width:]
+    token_loss = F.cross_entropy(logits[masked].float(), response[masked], reduction="none")
+    loss = (token_loss / p_mask[masked]).sum() / (response.shape[0] * response.shape[1])
+    with torch.no_grad():
+        correct = logits[masked].argmax(-1) == response[masked]
+        kinds = batch["kind"][masked]
+        stats = {
+            f"acc_{name}": correct[kinds == k].float().mean().item()
+            if (kinds == k).any()
+            else float("nan")
+            for k, name in enumerate(("other", "result", "answer"))
+        }
+    return loss, stats
+
+
+def learning_rate(config: TrainConfig, step: int) -> float:
+    if step < config.warmup_steps:
+        return config.learning_rate * (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    floor = config.final_learning_rate_ratio
+    return config.learning_rate * (
+        floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    )
+
+
+@torch.no_grad()
+def evaluate(model, tokenizer, task: ArithTask, config: TrainConfig) -> dict[str, float]:
+    model.eval()
+    lm = wrap_model("training", model, tokenizer, OWN)
+    problems = task.problems("validation")[: config.eval_problems]
+    prompts = [task.format_prompt(p.question, tokenizer) for p in problems]
+    results = {}
+    for label, rule in (
+        ("top1", top_k_rule(config.eval_block_length)),
+        ("thr0.9", threshold_rule(0.9)),
+    ):
+        out = decode(
+            lm,
+            prompts,
+            rule,
+            gen_length=config.eval_gen_length,
+            block_length=config.eval_block_length,
+        )
+        correct = [
+            task.is_correct(lm.decode_generation(g), p.reference)
+            for g, p in zip(out.generations, problems, strict=False)
+        ]
+        results[f"acc_{label}"] = float(np.mean(correct))
+        results[f"nfe_{label}"] = float(out.nfe.float().mean())
+    model.train()
+    return results
+
+
+def atomic_torch_save(obj, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def save_checkpoint(model, tokenizer, out: Path, summary: dict) -> None:
+    """Write the model folder atomically: build it beside ``out``, then swap it in."""
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    (tmp / "training.json").write_text(json.dumps(summary, indent=2) + "\n")
+    old = out.with_name(out.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    keep = []
+    if out.exists():
+        keep = [p for p in out.iterdir() if p.name not in {q.name for q in tmp.iterdir()}]
+        for extra in keep:  # files written by hand beside the checkpoint (the model card)
+            shutil.copy2(extra, tmp / extra.name)
+        out.rename(old)
+    tmp.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def parse_args() -> TrainConfig:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    for f in dataclasses.fields(TrainConfig):
+        if f.name == "extra":
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if f.name == "gen_lengths":
+            parser.add_argument(flag, type=int, nargs="+", default=list(f.default))
+        else:
+            parser.add_argument(flag, type=type(f.default), default=f.default)
+    args = vars(parser.parse_args())
+    args["gen_lengths"] = tuple(args["gen_lengths"])
+    return TrainConfig(**args)
+
+
+def main(config: TrainConfig) -> None:
+    torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    work = Path(config.work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_word_tokenizer(vocabulary())
+    task = ArithTask(seed=config.task_seed)
+    model = build_model(config, tokenizer)
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embed" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embed" not in n)]
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": config.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=config.learning_rate,
+        betas=(0.9, 0.98),
+    )
+    rng = np.random.default_rng(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    step, elapsed, curve = 0, 0.0, []
+    state_path = work / "state.pt"
+    if state_path.exists():
+        state = torch.load(state_path, weights_only=False)
+        if state["config"] != dataclasses.asdict(config):
+            raise SystemExit(
+                f"{state_path} was written with other settings; use another --work-dir"
+            )
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        rng.bit_generator.state = state["numpy_rng"]
+        generator.set_state(state["torch_rng"])
+        step, elapsed, curve = state["step"], state["elapsed"], state["curve"]
+        print(f"resumed from {state_path} at step {step}")
+    batches = Batches(task, tokenizer, config)
+    log_path = work / "log.csv"
+    log_fields = ["step", "seconds", "lr", "loss", "acc_other", "acc_result", "acc_answer"]
+    if not log_path.exists():
+        with log_path.open("w", newline="") as f:
+            csv.writer(f).writerow(log_fields)
+    model.train()
+    started = time.time() - elapsed
+    window: list[dict] = []
+    while step < config.steps:
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(config, step)
+        batch = batches.sample(rng)
+        loss, stats = masked_diffusion_loss(
+            model, batch, generator, config.mask_eps, tokenizer.mask_token_id
+        )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        step += 1
+        window.append({"loss": loss.item(), **stats})
+        if step % 50 == 0:
+            means = {k: float(np.nanmean([w[k] for w in window])) for k in window[0]}
+            window = []
+            row = [
+                step,
+                round(time.time() - started, 1),
+                group["lr"],
+                *(round(means[k], 4) for k in log_fields[3:]),
+            ]
+            with log_path.open("a", newline="") as f:
+                csv.writer(f).writerow(row)
+            print(dict(zip(log_fields, row, strict=False)), flush=True)
+        if step % config.eval_every == 0 or step == config.steps:
+            scores = evaluate(model, tokenizer, task, config)
+            curve.append(
+                {"step": step, "minutes": round((time.time() - started) / 60, 1), **scores}
+            )
+            print("validation", curve[-1], flush=True)
+        if step % config.checkpoint_every == 0 or step == config.steps:
+            atomic_torch_save(
+                {
+                    "config": dataclasses.asdict(config),
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "numpy_rng": rng.bit_generator.state,
+                    "torch_rng": generator.get_state(),
+                    "step": step,
+                    "elapsed": time.time() - started,
+                    "curve": curve,
+                },
+                state_path,
+            )
+    summary = {
+        "settings": dataclasses.asdict(config),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "minutes": round((time.time() - started) / 60, 1),
+        "hardware": f"{os.cpu_count()} CPU cores ({config.threads} threads), torch {torch.__version__}",
+        "validation_curve": curve,
+    }
+    save_checkpoint(model, tokenizer, Path(config.out), summary)
+    print(f"saved {config.out}")
+
+
+if __name__ == "__main__":
+    main(parse_args())

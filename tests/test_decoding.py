@@ -1,0 +1,225 @@
+import pytest
+import torch
+
+from dllm_gym.decoding import (
+    NOT_REVEALED,
+    DecodingState,
+    decode,
+    llada_transfer_counts,
+    most_confident,
+    threshold_rule,
+    top_k_rule,
+)
+
+PROMPTS = [[5, 30, 31, 9, 40], [5, 33, 7], [5, 41, 42, 43, 44, 45, 46, 12]]
+
+
+def start(lm, prompts=PROMPTS, gen_length=12, block_length=4, **kwargs) -> DecodingState:
+    return DecodingState.start(
+        prompts,
+        gen_length=gen_length,
+        block_length=block_length,
+        mask_token_id=lm.mask_token_id,
+        pad_token_id=lm.pad_token_id,
+        max_length=lm.max_length,
+        **kwargs,
+    )
+
+
+def run_with_checks(lm, rule, gen_length, block_length):
+    """Drive a state step by step, checking the core's invariants after every step."""
+    state = start(lm, gen_length=gen_length, block_length=block_length)
+    width = state.prompt_width
+    initial = state.tokens.clone()
+    state.forward(lm)
+    forwards = torch.ones(len(PROMPTS), dtype=torch.long)
+    while True:
+        before_tokens, before_steps = state.tokens.clone(), state.unmask_step.clone()
+        before_active = state.active.clone()
+        revealed = state.reveal(rule(state))
+        newly = (before_steps == NOT_REVEALED) & (state.unmask_step != NOT_REVEALED)
+        # The prompt and padding never change.
+        assert torch.equal(state.tokens[:, :width], initial[:, :width])
+        # Revealed tokens never change; only active positions are revealed.
+        was_revealed = before_steps != NOT_REVEALED
+        assert torch.equal(state.generation[was_revealed], before_tokens[:, width:][was_revealed])
+        assert not (newly & ~before_active).any()
+        assert torch.equal(newly.sum(1), revealed)
+        # A position is revealed with the last forward's token, at the current step number.
+        assert torch.equal(state.generation[newly], state.predicted[newly])
+        assert torch.equal(state.unmask_step[newly], state.nfe[:, None].expand_as(newly)[newly])
+        pending = ~state.done
+        if not pending.any():
+            break
+        state.forward(lm, rows=pending)
+        forwards += pending.long()
+    return state, forwards
+
+
+@pytest.mark.parametrize(
+    ("rule", "gen_length", "block_length"),
+    [
+        (top_k_rule(1), 12, 4),  # 1 step per block: k = 4
+        (top_k_rule(4), 12, 4),  # one token per step
+        (top_k_rule(3), 12, 12),  # full diffusion, schedule 4, 4, 4
+        (top_k_rule(5), 16, 8),  # schedule 2, 2, 2, 1, 1
+        (threshold_rule(0.2), 12, 6),
+    ],
+)
+def test_decoding_invariants(tiny_lm, rule, gen_length, block_length):
+    state, forwards = run_with_checks(tiny_lm, rule, gen_length, block_length)
+    steps = state.unmask_step
+    # Every position is revealed exactly once, and NFE counts the forward passes.
+    assert (steps >= 1).all()
+    assert torch.equal(state.nfe, forwards)
+    assert torch.equal(steps.max(dim=1).values, state.nfe)
+    # Blocks open in order: every step of a block comes before every step of the next one.
+    blocks = steps.view(len(PROMPTS), -1, block_length)
+    assert (blocks.max(dim=2).values[:, :-1] < blocks.min(dim=2).values[:, 1:]).all()
+    assert state.done.all() and (state.current_block == gen_length // block_length).all()
+
+
+def test_llada_schedule_counts():
+    assert llada_transfer_counts(8, 5) == [2, 2, 2, 1, 1]
+    assert llada_transfer_counts(32, 32) == [1] * 32
+    assert llada_transfer_counts(32, 4) == [8, 8, 8, 8]
+    assert sum(llada_transfer_counts(13, 6)) == 13
+
+
+@pytest.mark.parametrize(("steps_per_block", "block_length"), [(5, 8), (8, 8), (2, 8), (3, 16)])
+def test_top_k_reveals_the_schedule_and_takes_the_most_confident(
+    tiny_lm, steps_per_block, block_length
+):
+    rule = top_k_rule(steps_per_block)
+    state = start(tiny_lm, gen_length=16, block_length=block_length)
+    schedule = llada_transfer_counts(block_length, steps_per_block)
+    state.forward(tiny_lm)
+    for step in range(16 // block_length * steps_per_block):
+        confidence, active = state.confidence.clone(), state.active.clone()
+        select = rule(state)
+        assert (select.sum(1) == schedule[step % steps_per_block]).all()
+        # Nothing left unselected is more confident than something selected.
+        lowest_chosen = torch.where(select, confidence, torch.full_like(confidence, 2.0)).amin(1)
+        highest_left = torch.where(
+            active & ~select, confidence, torch.full_like(confidence, -1.0)
+        ).amax(1)
+        assert (lowest_chosen >= highest_left).all()
+        state.reveal(select)
+        if not state.done.all():
+            state.forward(tiny_lm)
+    assert state.done.all() and (state.nfe == 16 // block_length * steps_per_block).all()
+
+
+def test_threshold_rule():
+    state = DecodingState.start([[1, 2]], gen_length=4, block_length=4, mask_token_id=0)
+    state.confidence = torch.tensor([[0.2, 0.95, 0.5, 0.91]])
+    assert threshold_rule(0.9)(state).tolist() == [[False, True, False, True]]
+    # Nothing above the threshold: the most confident position alone.
+    assert threshold_rule(0.99)(state).tolist() == [[False, True, False, False]]
+    # Ties are broken towards the leftmost position.
+    state.confidence = torch.tensor([[0.5, 0.7, 0.7, 0.1]])
+    assert most_confident(state, torch.tensor([1])).tolist() == [[False, True, False, False]]
+
+
+def llada_low_confidence_reference(lm, prompt, steps, gen_length, block_length):
+    """A straightforward transcription of LLaDA's generate() (low-confidence remasking,
+    temperature 0, no classifier-free guidance): one forward per step, full recomputation."""
+    mask_id = lm.mask_token_id
+    x = torch.full((1, len(prompt) + gen_length), mask_id, dtype=torch.long)
+    x[0, : len(prompt)] = torch.tensor(prompt)
+    num_blocks = gen_length // block_length
+    steps_per_block = steps // num_blocks
+    for block in range(num_blocks):
+        start_, end = len(prompt) + block * block_length, len(prompt) + (block + 1) * block_length
+        mask_count = int((x[:, start_:end] == mask_id).sum())
+        base, remainder = divmod(mask_count, steps_per_block)
+        for i in range(steps_per_block):
+            mask_index = x == mask_id
+            logits = lm.model(x).logits
+            logits[..., mask_id] = torch.finfo(logits.dtype).min  # the core never predicts a mask
+            x0 = logits.argmax(-1)
+            p = torch.softmax(logits.double(), dim=-1)
+            x0_p = torch.gather(p, -1, x0.unsqueeze(-1)).squeeze(-1)
+            x0_p[:, end:] = -float("inf")
+            x0 = torch.where(mask_index, x0, x)
+            confidence = torch.where(
+                mask_index, x0_p, torch.tensor(-float("inf"), dtype=x0_p.dtype)
+            )
+            k = base + (1 if i < remainder else 0)
+            _, select = torch.topk(confidence[0], k=k)
+            x[0, select] = x0[0, select]
+    return x[0, len(prompt) :]
+
+
+@pytest.mark.parametrize(
+    ("steps", "gen_length", "block_length"), [(12, 12, 4), (6, 12, 4), (4, 12, 12)]
+)
+def test_decode_matches_llada_reference(tiny_lm, steps, gen_length, block_length):
+    for prompt in PROMPTS:
+        expected = llada_low_confidence_reference(tiny_lm, prompt, steps, gen_length, block_length)
+        steps_per_block = steps // (gen_length // block_length)
+        out = decode(
+            tiny_lm,
+            [prompt],
+            top_k_rule(steps_per_block),
+            gen_length=gen_length,
+            block_length=block_length,
+        )
+        assert torch.equal(out.generations[0], expected)
+        assert out.nfe.item() == steps
+
+
+def test_batched_decode_equals_decoding_each_prompt_alone(tiny_lm):
+    """Left padding with position ids that start at each prompt: neighbours do not matter."""
+    batched = decode(tiny_lm, PROMPTS, threshold_rule(0.3), gen_length=12, block_length=4)
+    for row, prompt in enumerate(PROMPTS):
+        alone = decode(tiny_lm, [prompt], threshold_rule(0.3), gen_length=12, block_length=4)
+        assert torch.equal(batched.generations[row], alone.generations[0])
+        assert torch.equal(batched.unmask_step[row], alone.unmask_step[0])
+        assert batched.nfe[row] == alone.nfe[0]
+
+
+def test_sampling_is_seeded(tiny_lm):
+    def sample(seed):
+        generator = torch.Generator().manual_seed(seed)
+        return decode(
+            tiny_lm,
+            PROMPTS,
+            top_k_rule(2),
+            gen_length=12,
+            block_length=4,
+            temperature=1.0,
+            generator=generator,
+        ).generations
+
+    assert torch.equal(sample(0), sample(0))
+    assert not torch.equal(sample(0), sample(1))
+
+
+def test_optional_features_are_tracked(tiny_lm):
+    state = start(tiny_lm, features=("margin", "entropy", "kl"))
+    state.forward(tiny_lm)
+    assert torch.equal(state.extra["kl"], torch.zeros_like(state.confidence))
+    assert (state.extra["margin"] <= state.confidence).all() and (state.extra["entropy"] > 0).all()
+    state.reveal(top_k_rule(4)(state))
+    state.forward(tiny_lm, rows=torch.tensor([True, False, True]))
+    assert (state.extra["kl"][[0, 2]] > 0).all() and (state.extra["kl"][1] == 0).all()
+    assert state.nfe.tolist() == [2, 1, 2]
+
+
+def test_bad_input_is_rejected(tiny_lm):
+    with pytest.raises(ValueError, match="block_length=5 does not divide gen_length=12"):
+        start(tiny_lm, block_length=5)
+    with pytest.raises(ValueError, match="gen_length must be a positive integer"):
+        start(tiny_lm, gen_length=0)
+    with pytest.raises(ValueError, match=r"exceeds the model's limit of 160 tokens"):
+        start(tiny_lm, prompts=[[5] * 150], gen_length=12)
+    with pytest.raises(ValueError, match="every prompt needs at least one token"):
+        start(tiny_lm, prompts=[[5], []])
+    with pytest.raises(ValueError, match="temperature"):
+        start(tiny_lm, temperature=-1.0)
+    state = start(tiny_lm)
+    with pytest.raises(ValueError, match=r"select: expected a bool tensor of shape \(3, 12\)"):
+        state.reveal(torch.ones(3, 11, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"steps_per_block must be in \[1, block_length=4\]"):
+        decode(tiny_lm, PROMPTS, top_k_rule(5), gen_length=12, block_length=4)

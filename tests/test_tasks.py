@@ -1,0 +1,119 @@
+import re
+
+import pytest
+
+from dllm_gym.tasks import ArithTask, GSM8KTask, make_task
+from dllm_gym.tasks.arith import Chain, render
+
+
+def test_arith_is_reproducible_by_index():
+    first, second = ArithTask(seed=3), ArithTask(seed=3)
+    for split in ("train", "test"):
+        for index in (0, 7, 999):
+            assert first.problems(split)[index] == second.problems(split)[index]
+    assert ArithTask(seed=4).problems("test")[0] != first.problems("test")[0]
+    # Out-of-order access gives the same problem as in-order access.
+    fresh = ArithTask(seed=3)
+    assert fresh.problems("test")[999] == first.problems("test")[999]
+
+
+def test_arith_splits_are_disjoint_in_their_numbers():
+    task = ArithTask()
+    test_chains = {task.chain("test", i)[0] for i in range(1000)}
+    train_chains = {task.chain("train", i)[0] for i in range(5000)}
+    validation_chains = {task.chain("validation", i)[0] for i in range(500)}
+    assert not test_chains & train_chains
+    assert not validation_chains & train_chains
+    assert not test_chains & validation_chains
+    assert len(test_chains) > 300  # many distinct chains, not a handful repeated
+
+
+def test_arith_solution_is_a_correct_worked_chain():
+    task = ArithTask()
+    for index in range(200):
+        problem = task.problems("train")[index]
+        steps = re.findall(r"(\d) ([-+*]) (\d) = (\d)\.", problem.solution)
+        assert 2 <= len(steps) <= 4
+        previous = None
+        for left, operator, right, result in steps:
+            left, right, result = int(left), int(right), int(result)
+            expected = {"+": left + right, "-": left - right, "*": left * right}[operator]
+            assert result == expected and 0 <= result <= 9
+            if previous is not None:
+                assert left == previous  # each step uses the previous result
+            previous = result
+        assert problem.solution.endswith(f"#### {previous}")
+        assert problem.reference == str(previous)
+        assert task.is_correct(problem.solution, problem.reference)
+        # Every operand named in the question appears in the story.
+        for _, _, right, _ in steps:
+            assert f" {right} " in problem.question
+
+
+def test_arith_sentences_have_fixed_token_counts(word_tokenizer):
+    chain = Chain(4, (("+", 3), ("-", 5), ("*", 2)))
+    problem = render(chain, ["Ann", "Bob", "Cid", "Dan"], "pens")
+    assert problem.question == (
+        "Ann has 4 pens. Bob has 3 more pens than Ann has. Cid has 5 fewer pens than Bob has. "
+        "Dan has 2 times the pens of Cid. How many pens does Dan have?"
+    )
+    assert problem.solution == "Bob has 4 + 3 = 7. Cid has 7 - 5 = 2. Dan has 2 * 2 = 4.\n#### 4"
+    assert chain.values() == [4, 7, 2, 4]
+
+    def count(text: str) -> int:
+        return len(word_tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    operation_sentences = problem.question.split(". ")[1:4]
+    assert [count(s + ".") for s in operation_sentences] == [9, 9, 9]
+    steps = problem.solution.split("\n")[0].rstrip(".").split(". ")
+    assert [count(s + ".") for s in steps] == [8, 8, 8]
+    decoded = word_tokenizer.decode(word_tokenizer(problem.solution)["input_ids"])
+    assert decoded == problem.solution.replace("\n", " ")
+
+
+def test_arith_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="split='dev'"):
+        ArithTask().problems("dev")
+    with pytest.raises(ValueError, match="min_steps"):
+        ArithTask(min_steps=3, max_steps=2)
+    with pytest.raises(IndexError):
+        ArithTask(sizes={"test": 10}).problems("test")[10]
+
+
+def test_prompt_uses_the_chat_template(word_tokenizer):
+    ids = ArithTask().format_prompt("Ann has 3 pens.", word_tokenizer)
+    tokens = word_tokenizer.convert_ids_to_tokens(ids)
+    assert tokens[:2] == ["<|startoftext|>", "<|user|>"]
+    assert tokens[2:7] == ["Ann", "has", "3", "pens", "."]
+    assert tokens[7:] == ["<|eot_id|>", "<|assistant|>"]
+
+
+def test_gsm8k_from_local_files(gsm8k_dir, gsm8k_records):
+    task = GSM8KTask(data_files=gsm8k_dir)
+    test = task.problems("test")
+    assert len(test) == 3 and len(task.problems("train")) == 2
+    assert [p.reference for p in test] == ["7", "2500", "3.75"]
+    assert test[0].question == gsm8k_records[0]["question"]
+    assert task.is_correct("so 2 tickets cost $2,500.", "2500")
+    assert task.is_correct("#### 3.750", "3.75")
+    assert not task.is_correct("#### 2499", "2500")
+    # A mapping and a single file work too.
+    single = GSM8KTask(data_files=gsm8k_dir / "test.jsonl")
+    assert single.problems("train")[2].reference == "3.75"
+    mapped = make_task("gsm8k", data_files={"test": gsm8k_dir / "test.jsonl"})
+    assert len(mapped.problems("test")) == 3
+
+
+def test_gsm8k_missing_or_bad_files(tmp_path, gsm8k_dir):
+    with pytest.raises(FileNotFoundError, match="data_files"):
+        GSM8KTask(data_files=tmp_path / "nowhere.jsonl")
+    with pytest.raises(FileNotFoundError, match="data_files"):
+        GSM8KTask(data_files=tmp_path / "empty_dir_that_does_not_exist")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "q", "answer": "no answer line"}\n')
+    with pytest.raises(ValueError, match=r"bad.jsonl:1"):
+        GSM8KTask(data_files=bad).problems("test")
+    with pytest.raises(ValueError, match="unknown split"):
+        GSM8KTask(data_files={"dev": gsm8k_dir / "test.jsonl"})
+    with pytest.raises(ValueError, match="task='gsm9k'"):
+        make_task("gsm9k")
