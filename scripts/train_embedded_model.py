@@ -345,7 +345,7 @@ def main(config: TrainConfig) -> None:
         "settings": dataclasses.asdict(config),
         "parameters": sum(p.numel() for p in model.parameters()),
         "minutes": round((time.time() - started) / 60, 1),
-        "hardware": f"{os.cpu_count()} CPU cores ({config.threads} threads), torch {torch.__version__}",
+        "hardware": f"{os.cpu_count()} CPU cores, torch {torch.__version__}",
         "validation_curve": curve,
     }
     save_checkpoint(model, tokenizer, Path(config.out), summary)
