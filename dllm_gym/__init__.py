@@ -1,5 +1,5 @@
-"""dllm-gym: Gymnasium environments where a masked diffusion LM decides nothing and the agent
-decides which masked positions to reveal."""
+"""dllm-gym: Gymnasium environments in which a masked diffusion language model is the
+environment and each step decides which masked positions to reveal."""
 
 from dllm_gym.models import DiffusionLM, ModelUnavailableError, load_model
 

@@ -58,7 +58,7 @@ class TrainConfig:
     """SwiGLU width"""
     max_length: int = 192
     """longest prompt plus generation the model accepts"""
-    gen_lengths: tuple[int, ...] = (48, 64, 80)
+    gen_lengths: tuple[int, ...] = (32, 48, 64)
     """responses are padded with end-of-text to one of these lengths, drawn per batch"""
     batch_size: int = 64
     """problems per optimisation step"""
@@ -80,9 +80,9 @@ class TrainConfig:
     """steps between validation decodes"""
     eval_problems: int = 200
     """validation problems per evaluation"""
-    eval_gen_length: int = 48
+    eval_gen_length: int = 32
     """generation length of the validation decode"""
-    eval_block_length: int = 16
+    eval_block_length: int = 8
     """block length of the validation decode"""
     checkpoint_every: int = 250
     """steps between resumable training states"""

@@ -57,7 +57,7 @@ def test_arith_sentences_have_fixed_token_counts(word_tokenizer):
         "Ann has 4 pens. Bob has 3 more pens than Ann has. Cid has 5 fewer pens than Bob has. "
         "Dan has 2 times the pens of Cid. How many pens does Dan have?"
     )
-    assert problem.solution == "Bob has 4 + 3 = 7. Cid has 7 - 5 = 2. Dan has 2 * 2 = 4.\n#### 4"
+    assert problem.solution == "4 + 3 = 7. 7 - 5 = 2. 2 * 2 = 4.\n#### 4"
     assert chain.values() == [4, 7, 2, 4]
 
     def count(text: str) -> int:
@@ -66,7 +66,7 @@ def test_arith_sentences_have_fixed_token_counts(word_tokenizer):
     operation_sentences = problem.question.split(". ")[1:4]
     assert [count(s + ".") for s in operation_sentences] == [9, 9, 9]
     steps = problem.solution.split("\n")[0].rstrip(".").split(". ")
-    assert [count(s + ".") for s in steps] == [8, 8, 8]
+    assert [count(s + ".") for s in steps] == [6, 6, 6]
     decoded = word_tokenizer.decode(word_tokenizer(problem.solution)["input_ids"])
     assert decoded == problem.solution.replace("\n", " ")
 
@@ -117,3 +117,11 @@ def test_gsm8k_missing_or_bad_files(tmp_path, gsm8k_dir):
         GSM8KTask(data_files={"dev": gsm8k_dir / "test.jsonl"})
     with pytest.raises(ValueError, match="task='gsm9k'"):
         make_task("gsm9k")
+
+
+def test_gsm8k_from_the_hub_needs_the_datasets_extra(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "datasets", None)  # as if the extra were not installed
+    with pytest.raises(ImportError, match=r"dllm-gym\[datasets\].*data_files"):
+        GSM8KTask().problems("test")

@@ -8,7 +8,7 @@ told as a short story about people and their items::
 
 and its worked solution has one step per operation, then the GSM8K answer line::
 
-    Bob has 7 + 2 = 9. Cid has 9 - 4 = 5.
+    7 + 2 = 9. 9 - 4 = 5.
     #### 5
 
 Every value stays in 0..9 (single-digit facts of ``+``, ``-`` and ``*``), every sentence of a
@@ -118,7 +118,7 @@ def render(chain: Chain, names: Sequence[str], item: str) -> Problem:
     solution = []
     for k, (operator, operand) in enumerate(chain.steps):
         question.append(_sentence(operator, names[k + 1], operand, item, names[k]))
-        solution.append(f"{names[k + 1]} has {values[k]} {operator} {operand} = {values[k + 1]}.")
+        solution.append(f"{values[k]} {operator} {operand} = {values[k + 1]}.")
     question.append(f"How many {item} does {names[len(chain.steps)]} have?")
     answer = str(values[-1])
     return Problem(
