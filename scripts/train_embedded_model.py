@@ -92,6 +92,10 @@ class TrainConfig:
     """free-form notes stored in training.json"""
 
 
+# Settings that do not change the training trajectory: a run may resume with other values.
+BOOKKEEPING = {"out", "work_dir", "eval_every", "eval_problems", "checkpoint_every", "extra"}
+
+
 def build_model(config: TrainConfig, tokenizer) -> DiffusionTransformerForMaskedLM:
     model_config = DiffusionTransformerConfig(
         vocab_size=len(tokenizer),
@@ -277,10 +281,13 @@ def main(config: TrainConfig) -> None:
     state_path = work / "state.pt"
     if state_path.exists():
         state = torch.load(state_path, weights_only=False)
-        if state["config"] != dataclasses.asdict(config):
-            raise SystemExit(
-                f"{state_path} was written with other settings; use another --work-dir"
-            )
+        changed = sorted(
+            name
+            for name, value in dataclasses.asdict(config).items()
+            if name not in BOOKKEEPING and state["config"].get(name) != value
+        )
+        if changed:
+            raise SystemExit(f"{state_path} was written with other {changed}; use another --work-dir")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         rng.bit_generator.state = state["numpy_rng"]
