@@ -1,5 +1,6 @@
 import pytest
 import torch
+from reference_decoders import fast_dllm_threshold, llada_low_confidence
 
 from dllm_gym.decoding import (
     NOT_REVEALED,
@@ -121,42 +122,12 @@ def test_threshold_rule():
     assert most_confident(state, torch.tensor([1])).tolist() == [[False, True, False, False]]
 
 
-def llada_low_confidence_reference(lm, prompt, steps, gen_length, block_length):
-    """A straightforward transcription of LLaDA's generate() (low-confidence remasking,
-    temperature 0, no classifier-free guidance): one forward per step, full recomputation."""
-    mask_id = lm.mask_token_id
-    x = torch.full((1, len(prompt) + gen_length), mask_id, dtype=torch.long)
-    x[0, : len(prompt)] = torch.tensor(prompt)
-    num_blocks = gen_length // block_length
-    steps_per_block = steps // num_blocks
-    for block in range(num_blocks):
-        start_, end = len(prompt) + block * block_length, len(prompt) + (block + 1) * block_length
-        mask_count = int((x[:, start_:end] == mask_id).sum())
-        base, remainder = divmod(mask_count, steps_per_block)
-        for i in range(steps_per_block):
-            mask_index = x == mask_id
-            logits = lm.model(x).logits
-            logits[..., mask_id] = torch.finfo(logits.dtype).min  # the core never predicts a mask
-            x0 = logits.argmax(-1)
-            p = torch.softmax(logits.double(), dim=-1)
-            x0_p = torch.gather(p, -1, x0.unsqueeze(-1)).squeeze(-1)
-            x0_p[:, end:] = -float("inf")
-            x0 = torch.where(mask_index, x0, x)
-            confidence = torch.where(
-                mask_index, x0_p, torch.tensor(-float("inf"), dtype=x0_p.dtype)
-            )
-            k = base + (1 if i < remainder else 0)
-            _, select = torch.topk(confidence[0], k=k)
-            x[0, select] = x0[0, select]
-    return x[0, len(prompt) :]
-
-
 @pytest.mark.parametrize(
     ("steps", "gen_length", "block_length"), [(12, 12, 4), (6, 12, 4), (4, 12, 12)]
 )
 def test_decode_matches_llada_reference(tiny_lm, steps, gen_length, block_length):
     for prompt in PROMPTS:
-        expected = llada_low_confidence_reference(tiny_lm, prompt, steps, gen_length, block_length)
+        expected, _ = llada_low_confidence(tiny_lm, prompt, steps, gen_length, block_length)
         steps_per_block = steps // (gen_length // block_length)
         out = decode(
             tiny_lm,
@@ -167,6 +138,18 @@ def test_decode_matches_llada_reference(tiny_lm, steps, gen_length, block_length
         )
         assert torch.equal(out.generations[0], expected)
         assert out.nfe.item() == steps
+
+
+@pytest.mark.parametrize(("threshold", "block_length"), [(0.3, 4), (0.4, 12), (0.5, 12)])
+def test_decode_matches_fast_dllm_threshold_reference(tiny_lm, threshold, block_length):
+    for prompt in PROMPTS:
+        expected, order, nfe = fast_dllm_threshold(tiny_lm, prompt, threshold, 12, block_length)
+        out = decode(
+            tiny_lm, [prompt], threshold_rule(threshold), gen_length=12, block_length=block_length
+        )
+        assert torch.equal(out.generations[0], expected)
+        assert torch.equal(out.unmask_step[0], order)
+        assert out.nfe.item() == nfe
 
 
 def test_batched_decode_equals_decoding_each_prompt_alone(tiny_lm):
