@@ -111,6 +111,7 @@ def main() -> None:
     parser.add_argument("--thresholds", type=float, nargs="*", default=[0.5, 0.7, 0.9, 0.99])
     parser.add_argument("--batch-size", type=int, default=200)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--dtype", default="auto", help="auto (bf16 on GPU, fp32 on CPU), ...")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = parser.parse_args()
@@ -120,7 +121,7 @@ def main() -> None:
         check_lengths(args.gen_length, args.block_length)
         task_kwargs = {"data_files": args.data_files} if args.task == "gsm8k" else {}
         task = make_task(args.task, **task_kwargs)
-        lm = load_model(args.model, device=args.device)
+        lm = load_model(args.model, device=args.device, dtype=args.dtype)
         table = rules(args.block_length, args.tokens_per_step, args.thresholds)
     except (ValueError, OSError, RuntimeError) as error:
         sys.exit(f"error: {error}")

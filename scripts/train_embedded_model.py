@@ -48,6 +48,10 @@ class TrainConfig:
     """seed of the data order, the masks and the initialisation"""
     task_seed: int = 0
     """seed of the Arith generator (problem i of a split depends only on it)"""
+    min_steps: int = 2
+    """fewest operations of an Arith problem"""
+    max_steps: int = 4
+    """most operations of an Arith problem"""
     hidden_size: int = 192
     """model width"""
     num_layers: int = 4
@@ -88,12 +92,19 @@ class TrainConfig:
     """steps between resumable training states"""
     threads: int = 2
     """torch CPU threads"""
+    device: str = "cpu"
+    """device to train on (the shipped checkpoint is trained on the CPU)"""
+    autocast_bf16: bool = False
+    """run the forward and backward passes under bfloat16 autocast (weights stay float32)"""
     extra: dict = field(default_factory=dict)
     """free-form notes stored in training.json"""
 
 
 # Settings that do not change the training trajectory: a run may resume with other values.
-BOOKKEEPING = {"out", "work_dir", "eval_every", "eval_problems", "checkpoint_every", "extra"}
+BOOKKEEPING = {
+    "out", "work_dir", "eval_every", "eval_problems", "checkpoint_every", "extra", "device",
+    "threads",
+}  # fmt: skip
 
 
 def build_model(config: TrainConfig, tokenizer) -> DiffusionTransformerForMaskedLM:
@@ -157,17 +168,21 @@ class Batches:
 def masked_diffusion_loss(model, batch, generator: torch.Generator, eps: float, mask_id: int):
     ids, width = batch["ids"], batch["width"]
     response = ids[:, width:]
+    # Noise is drawn on the CPU whatever the device, so a run is the same on any device.
     t = torch.rand(ids.shape[0], generator=generator)
     p_mask = ((1 - eps) * t + eps)[:, None].expand_as(response)
     masked = torch.rand(response.shape, generator=generator) < p_mask
     noisy = ids.clone()
     noisy[:, width:][masked] = mask_id
-    logits = model(noisy, attention_mask=batch["attention"]).logits[:, width:]
+    device = model.device
+    noisy, response = noisy.to(device), response.to(device)
+    masked, p_mask = masked.to(device), p_mask.to(device)
+    logits = model(noisy, attention_mask=batch["attention"].to(device)).logits[:, width:]
     token_loss = F.cross_entropy(logits[masked].float(), response[masked], reduction="none")
     loss = (token_loss / p_mask[masked]).sum() / (response.shape[0] * response.shape[1])
     with torch.no_grad():
         correct = logits[masked].argmax(-1) == response[masked]
-        kinds = batch["kind"][masked]
+        kinds = batch["kind"].to(device)[masked]
         stats = {
             f"acc_{name}": correct[kinds == k].float().mean().item()
             if (kinds == k).any()
@@ -240,6 +255,12 @@ def save_checkpoint(model, tokenizer, out: Path, summary: dict) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def describe_hardware(config: TrainConfig) -> str:
+    if config.device.startswith("cuda"):
+        return f"{torch.cuda.get_device_name(config.device)}, torch {torch.__version__}"
+    return f"{config.threads} threads of {os.cpu_count()} CPU cores, torch {torch.__version__}"
+
+
 def parse_args() -> TrainConfig:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -250,6 +271,8 @@ def parse_args() -> TrainConfig:
         flag = "--" + f.name.replace("_", "-")
         if f.name == "gen_lengths":
             parser.add_argument(flag, type=int, nargs="+", default=list(f.default))
+        elif isinstance(f.default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
         else:
             parser.add_argument(flag, type=type(f.default), default=f.default)
     args = vars(parser.parse_args())
@@ -263,8 +286,8 @@ def main(config: TrainConfig) -> None:
     work = Path(config.work_dir)
     work.mkdir(parents=True, exist_ok=True)
     tokenizer = build_word_tokenizer(vocabulary())
-    task = ArithTask(seed=config.task_seed)
-    model = build_model(config, tokenizer)
+    task = ArithTask(seed=config.task_seed, min_steps=config.min_steps, max_steps=config.max_steps)
+    model = build_model(config, tokenizer).to(config.device)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embed" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embed" not in n)]
     optimizer = torch.optim.AdamW(
@@ -280,18 +303,20 @@ def main(config: TrainConfig) -> None:
     step, elapsed, curve = 0, 0.0, []
     state_path = work / "state.pt"
     if state_path.exists():
-        state = torch.load(state_path, weights_only=False)
+        state = torch.load(state_path, weights_only=False, map_location=config.device)
         changed = sorted(
             name
             for name, value in dataclasses.asdict(config).items()
             if name not in BOOKKEEPING and state["config"].get(name) != value
         )
         if changed:
-            raise SystemExit(f"{state_path} was written with other {changed}; use another --work-dir")
-        model.load_state_dict(state["model"])
+            raise SystemExit(
+                f"{state_path} was written with other {changed}; use another --work-dir"
+            )
+        model.load_state_dict(state["model"])  # onto the model's device
         optimizer.load_state_dict(state["optimizer"])
         rng.bit_generator.state = state["numpy_rng"]
-        generator.set_state(state["torch_rng"])
+        generator.set_state(state["torch_rng"].cpu())
         step, elapsed, curve = state["step"], state["elapsed"], state["curve"]
         print(f"resumed from {state_path} at step {step}")
     batches = Batches(task, tokenizer, config)
@@ -307,9 +332,12 @@ def main(config: TrainConfig) -> None:
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(config, step)
         batch = batches.sample(rng)
-        loss, stats = masked_diffusion_loss(
-            model, batch, generator, config.mask_eps, tokenizer.mask_token_id
-        )
+        with torch.autocast(
+            torch.device(config.device).type, dtype=torch.bfloat16, enabled=config.autocast_bf16
+        ):
+            loss, stats = masked_diffusion_loss(
+                model, batch, generator, config.mask_eps, tokenizer.mask_token_id
+            )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
@@ -352,10 +380,10 @@ def main(config: TrainConfig) -> None:
         "settings": dataclasses.asdict(config),
         "parameters": sum(p.numel() for p in model.parameters()),
         "minutes": round((time.time() - started) / 60, 1),
-        "hardware": f"{os.cpu_count()} CPU cores, torch {torch.__version__}",
+        "hardware": describe_hardware(config),
         "validation_curve": curve,
     }
-    save_checkpoint(model, tokenizer, Path(config.out), summary)
+    save_checkpoint(model.cpu(), tokenizer, Path(config.out), summary)
     print(f"saved {config.out}")
 
 
