@@ -28,45 +28,70 @@ def test_arith_splits_are_disjoint_in_their_numbers():
     assert len(test_chains) > 300  # many distinct chains, not a handful repeated
 
 
+STEP = re.compile(r"(\w+) has (\d) ([-+*]) (\d) = (\d)\.")
+LINK = {"+": "Compared to {3}, {0} has {1} more {2}.", "-": "Compared to {3}, {0} has {1} fewer {2}.",
+        "*": "Compared to {3}, {0} has {1} times the {2}."}  # fmt: skip
+
+
 def test_arith_solution_is_a_correct_worked_chain():
     task = ArithTask()
     for index in range(200):
         problem = task.problems("train")[index]
-        steps = re.findall(r"(\d) ([-+*]) (\d) = (\d)\.", problem.solution)
+        first, value = re.match(r"(\w+) has (\d)\.", problem.solution).groups()
+        item = re.search(r"How many (\w+) does", problem.question).group(1)
+        assert f"{first} has {value} {item}." in problem.question  # the chain's start
+        steps = STEP.findall(problem.solution)
         assert 2 <= len(steps) <= 4
-        previous = None
-        for left, operator, right, result in steps:
+        previous_name, previous = first, int(value)
+        for name, left, operator, right, result in steps:
             left, right, result = int(left), int(right), int(result)
             expected = {"+": left + right, "-": left - right, "*": left * right}[operator]
             assert result == expected and 0 <= result <= 9
-            if previous is not None:
-                assert left == previous  # each step uses the previous result
-            previous = result
-        assert problem.solution.endswith(f"#### {previous}")
+            assert left == previous  # each step uses the previous result...
+            # ...and the sentence that links this person to the previous one.
+            assert LINK[operator].format(name, right, item, previous_name) in problem.question
+            previous_name, previous = name, result
+        assert f"How many {item} does {previous_name} have?" in problem.question
+        assert problem.solution.endswith(f"\n#### {previous}")
         assert problem.reference == str(previous)
         assert task.is_correct(problem.solution, problem.reference)
-        # Every operand named in the question appears in the story.
-        for _, _, right, _ in steps:
-            assert f" {right} " in problem.question
 
 
-def test_arith_sentences_have_fixed_token_counts(word_tokenizer):
+def test_arith_sentences_come_in_a_shuffled_order():
+    task = ArithTask()
+    first_sentence_is_the_start = 0
+    for index in range(200):
+        problem = task.problems("test")[index]
+        start = re.match(r"(\w+ has \d)\.", problem.solution).group(1)
+        first_sentence_is_the_start += problem.question.startswith(start)
+    # With 3 to 5 sentences the start comes first in about a quarter of the problems.
+    assert 20 < first_sentence_is_the_start < 90
+
+
+def test_arith_render_and_token_counts(word_tokenizer):
     chain = Chain(4, (("+", 3), ("-", 5), ("*", 2)))
-    problem = render(chain, ["Ann", "Bob", "Cid", "Dan"], "pens")
+    problem = render(chain, ["Ann", "Bob", "Cid", "Dan"], "pens", order=[2, 0, 3, 1])
     assert problem.question == (
-        "Ann has 4 pens. Bob has 3 more pens than Ann has. Cid has 5 fewer pens than Bob has. "
-        "Dan has 2 times the pens of Cid. How many pens does Dan have?"
+        "Compared to Bob, Cid has 5 fewer pens. Ann has 4 pens. Compared to Cid, Dan has 2 times "
+        "the pens. Compared to Ann, Bob has 3 more pens. How many pens does Dan have?"
     )
-    assert problem.solution == "4 + 3 = 7. 7 - 5 = 2. 2 * 2 = 4.\n#### 4"
+    assert problem.solution == (
+        "Ann has 4. Bob has 4 + 3 = 7. Cid has 7 - 5 = 2. Dan has 2 * 2 = 4.\n#### 4"
+    )
     assert chain.values() == [4, 7, 2, 4]
+    assert render(chain, ["Ann", "Bob", "Cid", "Dan"], "pens").question.startswith(
+        "Ann has 4 pens. Compared to Ann, Bob has 3 more pens."
+    )
+    with pytest.raises(ValueError, match="order"):
+        render(chain, ["Ann", "Bob", "Cid", "Dan"], "pens", order=[0, 1, 2, 2])
 
     def count(text: str) -> int:
         return len(word_tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    operation_sentences = problem.question.split(". ")[1:4]
-    assert [count(s + ".") for s in operation_sentences] == [9, 9, 9]
-    steps = problem.solution.split("\n")[0].rstrip(".").split(". ")
-    assert [count(s + ".") for s in steps] == [6, 6, 6]
+    links = [s + "." for s in problem.question.split(". ")[:4] if s.startswith("Compared")]
+    assert [count(s) for s in links] == [10, 11, 10]  # "times the pens" has one word more
+    steps = [s + "." for s in problem.solution.split("\n")[0].rstrip(".").split(". ")]
+    assert [count(s) for s in steps] == [4, 8, 8, 8]
     decoded = word_tokenizer.decode(word_tokenizer(problem.solution)["input_ids"])
     assert decoded == problem.solution.replace("\n", " ")
 

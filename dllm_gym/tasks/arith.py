@@ -1,23 +1,27 @@
 """Arith: synthetic GSM8K-shaped word problems that a tiny dLLM can learn on a CPU.
 
 A problem is a chain of 2 to 4 single-digit operations, each applied to the previous result,
-told as a short story about people and their items::
+told as a short story about people and their items. The sentences come in a shuffled order,
+so the chain has to be followed by name, one link at a time::
 
-    Ann has 7 apples. Bob has 2 more apples than Ann has. Cid has 4 fewer apples than Bob has.
-    How many apples does Cid have?
+    Compared to Bob, Cid has 4 fewer apples. Ann has 7 apples. Compared to Ann, Bob has 2
+    more apples. How many apples does Cid have?
 
-and its worked solution has one step per operation, then the GSM8K answer line::
+Its worked solution follows the chain from its start, one step a person, then gives the GSM8K
+answer line::
 
-    7 + 2 = 9. 9 - 4 = 5.
+    Ann has 7. Bob has 7 + 2 = 9. Cid has 9 - 4 = 5.
     #### 5
 
-Every value stays in 0..9 (single-digit facts of ``+``, ``-`` and ``*``), every sentence of a
-kind has the same number of tokens, and each step needs the result of the step before, so
-revealing many answer tokens at once measurably hurts: the speed/quality trade-off.
+Every value stays in 0..9 (single-digit facts of ``+``, ``-`` and ``*``) and every link has
+the same shape, so a tiny model learns the arithmetic and the copying quickly. What it cannot do in one forward pass is follow several links of the chain at once:
+step ``k`` needs the name and the result of step ``k - 1``. Revealing many answer tokens at
+once therefore measurably hurts, which is the speed/quality trade-off the environments are
+about.
 
 Problem ``i`` of a split is a pure function of ``(seed, split, i)``. Splits are disjoint in
 the numbers: a chain (start value and operations) belongs to exactly one split, decided by a
-hash of the chain, so no test chain is ever seen in training under any names.
+hash of the chain, so no test chain is ever seen in training under any names or order.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ ITEMS: tuple[str, ...] = (
 )  # fmt: skip
 OPERATORS: tuple[str, ...] = ("+", "-", "*")
 TEMPLATE_WORDS: tuple[str, ...] = (
-    "has", "more", "fewer", "than", "times", "the", "of", "How", "many", "does", "have",
+    "Compared", "to", "has", "more", "fewer", "times", "the", "How", "many", "does", "have",
 )  # fmt: skip
 PUNCTUATION: tuple[str, ...] = (".", "?", "=", "+", "-", "*", "####")
 
@@ -104,21 +108,35 @@ def _draw_chain(rng: np.random.Generator, min_steps: int, max_steps: int) -> Cha
 
 
 def _sentence(operator: str, name: str, operand: int, item: str, previous: str) -> str:
+    """One link of the chain. Every link starts the same way, so the previous person, the
+    new one, the operand and the operator sit at the same offsets in every link, and a name
+    is followed by ``,`` where it is referred to and by ``has`` where it is introduced."""
     if operator == "+":
-        return f"{name} has {operand} more {item} than {previous} has."
+        return f"Compared to {previous}, {name} has {operand} more {item}."
     if operator == "-":
-        return f"{name} has {operand} fewer {item} than {previous} has."
-    return f"{name} has {operand} times the {item} of {previous}."
+        return f"Compared to {previous}, {name} has {operand} fewer {item}."
+    return f"Compared to {previous}, {name} has {operand} times the {item}."
 
 
-def render(chain: Chain, names: Sequence[str], item: str) -> Problem:
-    """The word problem and worked solution of ``chain`` with the given names and item."""
+def render(
+    chain: Chain, names: Sequence[str], item: str, order: Sequence[int] | None = None
+) -> Problem:
+    """The word problem and worked solution of ``chain`` with the given names and item.
+
+    ``order`` is the order of the sentences in the question (a permutation of the start
+    sentence ``0`` and the steps ``1..n``); ``None`` tells them in chain order.
+    """
     values = chain.values()
-    question = [f"{names[0]} has {chain.start} {item}."]
-    solution = []
+    sentences = [f"{names[0]} has {chain.start} {item}."]
+    solution = [f"{names[0]} has {chain.start}."]
     for k, (operator, operand) in enumerate(chain.steps):
-        question.append(_sentence(operator, names[k + 1], operand, item, names[k]))
-        solution.append(f"{values[k]} {operator} {operand} = {values[k + 1]}.")
+        sentences.append(_sentence(operator, names[k + 1], operand, item, names[k]))
+        solution.append(f"{names[k + 1]} has {values[k]} {operator} {operand} = {values[k + 1]}.")
+    if order is None:
+        order = range(len(sentences))
+    if sorted(order) != list(range(len(sentences))):
+        raise ValueError(f"order: expected a permutation of 0..{len(chain.steps)}, got {order}")
+    question = [sentences[i] for i in order]
     question.append(f"How many {item} does {names[len(chain.steps)]} have?")
     answer = str(values[-1])
     return Problem(
@@ -198,7 +216,8 @@ class ArithTask(Task):
         chain, rng = self.chain(split, index)
         names = [NAMES[i] for i in rng.permutation(len(NAMES))[: len(chain.steps) + 1]]
         item = ITEMS[int(rng.integers(len(ITEMS)))]
-        return render(chain, names, item)
+        order = [int(i) for i in rng.permutation(len(chain.steps) + 1)]
+        return render(chain, names, item, order)
 
 
 def vocabulary() -> list[str]:
