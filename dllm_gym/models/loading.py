@@ -368,3 +368,26 @@ def wrap_model(
         pad_token_id=int(pad_token_id if pad_token_id is not None else 0),
         max_length=max_length,
     )
+
+
+_SHARED: dict[tuple, DiffusionLM] = {}
+
+
+def shared_model(
+    name_or_path: str | os.PathLike = EMBEDDED_MODEL,
+    *,
+    device: str | torch.device = "auto",
+    dtype: str | torch.dtype = "auto",
+    trust_remote_code: bool | None = None,
+) -> DiffusionLM:
+    """:func:`load_model`, loaded once per process for the same arguments.
+
+    Environments use it so that many of them (a ``SyncVectorEnv`` of single envs, say) share
+    one copy of the weights; the model is frozen, so sharing it is safe.
+    """
+    key = (str(name_or_path), str(device), str(dtype), trust_remote_code)
+    if key not in _SHARED:
+        _SHARED[key] = load_model(
+            name_or_path, device=device, dtype=dtype, trust_remote_code=trust_remote_code
+        )
+    return _SHARED[key]

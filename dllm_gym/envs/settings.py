@@ -1,0 +1,91 @@
+"""The settings of an unmasking environment, validated in one place for every env class."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from dllm_gym.decoding import check_lengths
+from dllm_gym.models.features import OPTIONAL_FEATURES
+from dllm_gym.tasks import TASKS
+
+REWARDS = ("multiplicative", "additive")
+EMPTY_ACTIONS = ("force_top1", "noop")
+
+
+@dataclass(frozen=True)
+class EnvSettings:
+    """Every setting ``gym.make(id, **overrides)`` accepts (see ``UnmaskEnv``)."""
+
+    task: str = "arith"
+    model: str = "embedded"
+    device: str = "auto"
+    dtype: str = "auto"
+    gen_length: int = 48
+    block_length: int = 16
+    reward: str = "multiplicative"
+    alpha: float = 1.0
+    split: str = "test"
+    data_files: str | os.PathLike | Mapping[str, str] | None = None
+    obs_features: tuple[str, ...] = ()
+    temperature: float = 0.0
+    empty_action: str = "force_top1"
+    max_nfe: int | None = None
+    trust_remote_code: bool | None = None
+    task_kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_kwargs(cls, **kwargs: Any) -> EnvSettings:
+        """Settings from keyword arguments; an unknown name fails with the valid ones listed."""
+        unknown = sorted(set(kwargs) - set(cls.names()))
+        if unknown:
+            raise TypeError(
+                f"unknown setting(s) {unknown} for a DLLMUnmask environment; valid settings: "
+                f"{cls.names()} (and render_mode)"
+            )
+        if "obs_features" in kwargs:
+            features = kwargs["obs_features"]
+            kwargs["obs_features"] = (features,) if isinstance(features, str) else tuple(features)
+        return cls(**kwargs)
+
+    @property
+    def nfe_cap(self) -> int:
+        """Forward passes after which an episode is truncated (default: the generation length)."""
+        return self.gen_length if self.max_nfe is None else self.max_nfe
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(
+                f"task={self.task!r} is not a known task; expected one of {sorted(TASKS)}"
+            )
+        check_lengths(self.gen_length, self.block_length)
+        _choice("reward", self.reward, REWARDS)
+        _choice("empty_action", self.empty_action, EMPTY_ACTIONS)
+        unknown = sorted(set(self.obs_features) - set(OPTIONAL_FEATURES))
+        if unknown:
+            raise ValueError(
+                f"obs_features: unknown feature(s) {unknown}; expected a subset of "
+                f"{list(OPTIONAL_FEATURES)}"
+            )
+        if len(set(self.obs_features)) != len(self.obs_features):
+            raise ValueError(f"obs_features lists a feature twice: {list(self.obs_features)}")
+        if not isinstance(self.alpha, (int, float)) or self.alpha < 0:
+            raise ValueError(f"alpha must be a number >= 0, got {self.alpha!r}")
+        if not isinstance(self.temperature, (int, float)) or self.temperature < 0:
+            raise ValueError(f"temperature must be a number >= 0, got {self.temperature!r}")
+        if self.max_nfe is not None and (not isinstance(self.max_nfe, int) or self.max_nfe < 1):
+            raise ValueError(f"max_nfe must be a positive integer or None, got {self.max_nfe!r}")
+        if self.data_files is not None and self.task != "gsm8k":
+            raise ValueError(f"data_files is a setting of task='gsm8k', not of task={self.task!r}")
+
+
+def _choice(name: str, value: object, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name}={value!r} is not valid; expected one of {list(choices)}")
