@@ -124,7 +124,9 @@ def play(env, index, policy):
             return info, reward, steps
 
 
-@pytest.mark.parametrize(("env_id", "steps_per_block"), [(ARITH, BLOCK), (ARITH, 2), (ARITH_FULL, 16)])
+@pytest.mark.parametrize(
+    ("env_id", "steps_per_block"), [(ARITH, BLOCK), (ARITH, 2), (ARITH_FULL, 16)]
+)
 def test_env_with_llada_schedule_matches_decode(env_id, steps_per_block):
     env = gym.make(env_id)
     s = env.unwrapped.settings

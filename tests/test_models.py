@@ -34,9 +34,9 @@ def test_wrapper_knows_the_model(tiny_lm, word_tokenizer):
     assert tiny_lm.max_length == 160
     assert tiny_lm.dtype == torch.float32 and tiny_lm.device.type == "cpu"
     assert "<|assistant|>" in tiny_lm.chat_template
-    text_ids = word_tokenizer("Bob has 3 + 4 = 7.", add_special_tokens=False)["input_ids"]
-    stop = [tiny_lm.eot_token_id, *word_tokenizer("Ann", add_special_tokens=False)["input_ids"]]
-    assert tiny_lm.decode_generation(text_ids + stop) == "Bob has 3 + 4 = 7."
+    text_ids = word_tokenizer("Box 2 has 3 + 4 = 7.", add_special_tokens=False)["input_ids"]
+    stop = [tiny_lm.eot_token_id, *word_tokenizer("Box", add_special_tokens=False)["input_ids"]]
+    assert tiny_lm.decode_generation(text_ids + stop) == "Box 2 has 3 + 4 = 7."
 
 
 def test_attention_is_bidirectional_and_padding_is_invisible(tiny_lm):

@@ -28,16 +28,19 @@ def test_arith_splits_are_disjoint_in_their_numbers():
     assert len(test_chains) > 300  # many distinct chains, not a handful repeated
 
 
-STEP = re.compile(r"(\w+) has (\d) ([-+*]) (\d) = (\d)\.")
-LINK = {"+": "Compared to {3}, {0} has {1} more {2}.", "-": "Compared to {3}, {0} has {1} fewer {2}.",
-        "*": "Compared to {3}, {0} has {1} times the {2}."}  # fmt: skip
+STEP = re.compile(r"(Box \d) has (\d) ([-+*]) (\d) = (\d)\.")
+LINK = {
+    "+": "Compared to {3}, {0} has {1} more {2}.",
+    "-": "Compared to {3}, {0} has {1} fewer {2}.",
+    "*": "Compared to {3}, {0} has {1} times the {2}.",
+}
 
 
 def test_arith_solution_is_a_correct_worked_chain():
     task = ArithTask()
     for index in range(200):
         problem = task.problems("train")[index]
-        first, value = re.match(r"(\w+) has (\d)\.", problem.solution).groups()
+        first, value = re.match(r"(Box \d) has (\d)\.", problem.solution).groups()
         item = re.search(r"How many (\w+) does", problem.question).group(1)
         assert f"{first} has {value} {item}." in problem.question  # the chain's start
         steps = STEP.findall(problem.solution)
@@ -62,7 +65,7 @@ def test_arith_sentences_come_in_a_shuffled_order():
     first_sentence_is_the_start = 0
     for index in range(200):
         problem = task.problems("test")[index]
-        start = re.match(r"(\w+ has \d)\.", problem.solution).group(1)
+        start = re.match(r"(Box \d has \d)\.", problem.solution).group(1)
         first_sentence_is_the_start += problem.question.startswith(start)
     # With 3 to 5 sentences the start comes first in about a quarter of the problems.
     assert 20 < first_sentence_is_the_start < 90
@@ -70,28 +73,31 @@ def test_arith_sentences_come_in_a_shuffled_order():
 
 def test_arith_render_and_token_counts(word_tokenizer):
     chain = Chain(4, (("+", 3), ("-", 5), ("*", 2)))
-    problem = render(chain, ["Ann", "Bob", "Cid", "Dan"], "pens", order=[2, 0, 3, 1])
+    problem = render(chain, [5, 0, 9, 3], "pens", order=[2, 0, 3, 1])
     assert problem.question == (
-        "Compared to Bob, Cid has 5 fewer pens. Ann has 4 pens. Compared to Cid, Dan has 2 times "
-        "the pens. Compared to Ann, Bob has 3 more pens. How many pens does Dan have?"
+        "Compared to Box 0, Box 9 has 5 fewer pens. Box 5 has 4 pens. Compared to Box 9, Box 3 "
+        "has 2 times the pens. Compared to Box 5, Box 0 has 3 more pens. How many pens does "
+        "Box 3 have?"
     )
     assert problem.solution == (
-        "Ann has 4. Bob has 4 + 3 = 7. Cid has 7 - 5 = 2. Dan has 2 * 2 = 4.\n#### 4"
+        "Box 5 has 4. Box 0 has 4 + 3 = 7. Box 9 has 7 - 5 = 2. Box 3 has 2 * 2 = 4.\n#### 4"
     )
     assert chain.values() == [4, 7, 2, 4]
-    assert render(chain, ["Ann", "Bob", "Cid", "Dan"], "pens").question.startswith(
-        "Ann has 4 pens. Compared to Ann, Bob has 3 more pens."
+    assert render(chain, [5, 0, 9, 3], "pens").question.startswith(
+        "Box 5 has 4 pens. Compared to Box 5, Box 0 has 3 more pens."
     )
     with pytest.raises(ValueError, match="order"):
-        render(chain, ["Ann", "Bob", "Cid", "Dan"], "pens", order=[0, 1, 2, 2])
+        render(chain, [5, 0, 9, 3], "pens", order=[0, 1, 2, 2])
+    with pytest.raises(ValueError, match="labels"):
+        render(chain, [5, 0, 9, 9], "pens")
 
     def count(text: str) -> int:
         return len(word_tokenizer(text, add_special_tokens=False)["input_ids"])
 
     links = [s + "." for s in problem.question.split(". ")[:4] if s.startswith("Compared")]
-    assert [count(s) for s in links] == [10, 11, 10]  # "times the pens" has one word more
+    assert [count(s) for s in links] == [12, 13, 12]  # "times the pens" has one word more
     steps = [s + "." for s in problem.solution.split("\n")[0].rstrip(".").split(". ")]
-    assert [count(s) for s in steps] == [4, 8, 8, 8]
+    assert [count(s) for s in steps] == [5, 9, 9, 9]
     decoded = word_tokenizer.decode(word_tokenizer(problem.solution)["input_ids"])
     assert decoded == problem.solution.replace("\n", " ")
 
@@ -106,11 +112,11 @@ def test_arith_rejects_bad_arguments():
 
 
 def test_prompt_uses_the_chat_template(word_tokenizer):
-    ids = ArithTask().format_prompt("Ann has 3 pens.", word_tokenizer)
+    ids = ArithTask().format_prompt("Box 1 has 3 pens.", word_tokenizer)
     tokens = word_tokenizer.convert_ids_to_tokens(ids)
     assert tokens[:2] == ["<|startoftext|>", "<|user|>"]
-    assert tokens[2:7] == ["Ann", "has", "3", "pens", "."]
-    assert tokens[7:] == ["<|eot_id|>", "<|assistant|>"]
+    assert tokens[2:8] == ["Box", "1", "has", "3", "pens", "."]
+    assert tokens[8:] == ["<|eot_id|>", "<|assistant|>"]
 
 
 def test_gsm8k_from_local_files(gsm8k_dir, gsm8k_records):

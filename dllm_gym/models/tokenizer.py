@@ -3,7 +3,7 @@
 A ``tokenizers`` WordPiece tokenizer over the Arith vocabulary: every word and symbol is one
 token, numbers are split into digits (``"10"`` -> ``"1"``, ``"@@0"``), anything else is
 ``[UNK]``. Decoding joins words with spaces and removes the space before punctuation, so
-``"Bob has 7 + 2 = 9."`` round-trips. Special tokens follow LLaDA's conventions: a mask token,
+``"Box 4 has 7 + 2 = 9."`` round-trips. Special tokens follow LLaDA's conventions: a mask token,
 an end-of-text token that pads the response, an end-of-turn token and a chat template.
 """
 

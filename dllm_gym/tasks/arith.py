@@ -1,27 +1,28 @@
 """Arith: synthetic GSM8K-shaped word problems that a tiny dLLM can learn on a CPU.
 
 A problem is a chain of 2 to 4 single-digit operations, each applied to the previous result,
-told as a short story about people and their items. The sentences come in a shuffled order,
-so the chain has to be followed by name, one link at a time::
+told as a short story about numbered boxes. The sentences come in a shuffled order, so the
+chain has to be followed from box to box, one link at a time::
 
-    Compared to Bob, Cid has 4 fewer apples. Ann has 7 apples. Compared to Ann, Bob has 2
-    more apples. How many apples does Cid have?
+    Compared to Box 4, Box 2 has 4 fewer apples. Box 7 has 7 apples. Compared to Box 7,
+    Box 4 has 2 more apples. How many apples does Box 2 have?
 
-Its worked solution follows the chain from its start, one step a person, then gives the GSM8K
+Its worked solution follows the chain from its start, one box a step, then gives the GSM8K
 answer line::
 
-    Ann has 7. Bob has 7 + 2 = 9. Cid has 9 - 4 = 5.
+    Box 7 has 7. Box 4 has 7 + 2 = 9. Box 2 has 9 - 4 = 5.
     #### 5
 
-Every value stays in 0..9 (single-digit facts of ``+``, ``-`` and ``*``) and every link has
-the same shape, so a tiny model learns the arithmetic and the copying quickly. What it cannot do in one forward pass is follow several links of the chain at once:
-step ``k`` needs the name and the result of step ``k - 1``. Revealing many answer tokens at
-once therefore measurably hurts, which is the speed/quality trade-off the environments are
-about.
+Every value stays in 0..9 (single-digit facts of ``+``, ``-`` and ``*``), boxes are named by
+a digit and every link has the same shape, so a tiny model learns the arithmetic and the
+copying quickly (people's names, in an earlier version, were the last thing it learned to
+copy). What it cannot do in one forward pass is follow several links at once: step ``k``
+needs the box and the result of step ``k - 1``. Revealing many answer tokens at once therefore
+measurably hurts, which is the speed/quality trade-off the environments are about.
 
 Problem ``i`` of a split is a pure function of ``(seed, split, i)``. Splits are disjoint in
 the numbers: a chain (start value and operations) belongs to exactly one split, decided by a
-hash of the chain, so no test chain is ever seen in training under any names or order.
+hash of the chain, so no test chain is ever seen in training under any labels or order.
 """
 
 from __future__ import annotations
@@ -35,16 +36,15 @@ import numpy as np
 
 from dllm_gym.tasks.base import Problem, Task
 
-NAMES: tuple[str, ...] = (
-    "Ann", "Bob", "Cid", "Dan", "Eve", "Fay", "Gus", "Hal", "Ida", "Jon", "Kim", "Liz", "Max",
-    "Ned", "Oli", "Pam", "Quin", "Ray", "Sam", "Tom", "Uma", "Val", "Wes", "Xia", "Yan", "Zoe",
-)  # fmt: skip
+LABEL = "Box"
+BOXES = 10  # boxes are labelled 0..9
 ITEMS: tuple[str, ...] = (
     "apples", "pens", "books", "coins", "cards", "shells", "stamps", "marbles", "eggs", "cookies",
 )  # fmt: skip
 OPERATORS: tuple[str, ...] = ("+", "-", "*")
 TEMPLATE_WORDS: tuple[str, ...] = (
-    "Compared", "to", "has", "more", "fewer", "times", "the", "How", "many", "does", "have",
+    LABEL, "Compared", "to", "has", "more", "fewer", "times", "the", "How", "many", "does",
+    "have",
 )  # fmt: skip
 PUNCTUATION: tuple[str, ...] = (".", "?", "=", "+", "-", "*", "####")
 
@@ -108,9 +108,9 @@ def _draw_chain(rng: np.random.Generator, min_steps: int, max_steps: int) -> Cha
 
 
 def _sentence(operator: str, name: str, operand: int, item: str, previous: str) -> str:
-    """One link of the chain. Every link starts the same way, so the previous person, the
-    new one, the operand and the operator sit at the same offsets in every link, and a name
-    is followed by ``,`` where it is referred to and by ``has`` where it is introduced."""
+    """One link of the chain. Every link starts the same way, so the previous box, the new
+    one, the operand and the operator sit at the same offsets in every link, and a box is
+    followed by ``,`` where it is referred to and by ``has`` where it is introduced."""
     if operator == "+":
         return f"Compared to {previous}, {name} has {operand} more {item}."
     if operator == "-":
@@ -119,13 +119,17 @@ def _sentence(operator: str, name: str, operand: int, item: str, previous: str) 
 
 
 def render(
-    chain: Chain, names: Sequence[str], item: str, order: Sequence[int] | None = None
+    chain: Chain, labels: Sequence[int], item: str, order: Sequence[int] | None = None
 ) -> Problem:
-    """The word problem and worked solution of ``chain`` with the given names and item.
+    """The word problem and worked solution of ``chain`` with the given box labels and item.
 
-    ``order`` is the order of the sentences in the question (a permutation of the start
-    sentence ``0`` and the steps ``1..n``); ``None`` tells them in chain order.
+    ``labels[k]`` is the box holding the ``k``-th value of the chain. ``order`` is the order
+    of the sentences in the question (a permutation of the start sentence ``0`` and the steps
+    ``1..n``); ``None`` tells them in chain order.
     """
+    if len(labels) != len(chain.steps) + 1 or len(set(labels)) != len(labels):
+        raise ValueError(f"labels: expected {len(chain.steps) + 1} distinct boxes, got {labels}")
+    names = [f"{LABEL} {label}" for label in labels]
     values = chain.values()
     sentences = [f"{names[0]} has {chain.start} {item}."]
     solution = [f"{names[0]} has {chain.start}."]
@@ -182,10 +186,10 @@ class ArithTask(Task):
         max_steps: int = 4,
         sizes: Mapping[str, int] | None = None,
     ) -> None:
-        if not 1 <= min_steps <= max_steps <= len(NAMES) - 1:
+        if not 1 <= min_steps <= max_steps <= BOXES - 1:
             raise ValueError(
                 f"min_steps={min_steps}, max_steps={max_steps}: expected "
-                f"1 <= min_steps <= max_steps <= {len(NAMES) - 1}"
+                f"1 <= min_steps <= max_steps <= {BOXES - 1}"
             )
         self.seed, self.min_steps, self.max_steps = seed, min_steps, max_steps
         self.sizes = {**DEFAULT_SIZES, **(sizes or {})}
@@ -214,12 +218,12 @@ class ArithTask(Task):
 
     def _generate(self, split: str, index: int) -> Problem:
         chain, rng = self.chain(split, index)
-        names = [NAMES[i] for i in rng.permutation(len(NAMES))[: len(chain.steps) + 1]]
+        labels = [int(i) for i in rng.permutation(BOXES)[: len(chain.steps) + 1]]
         item = ITEMS[int(rng.integers(len(ITEMS)))]
         order = [int(i) for i in rng.permutation(len(chain.steps) + 1)]
-        return render(chain, names, item, order)
+        return render(chain, labels, item, order)
 
 
 def vocabulary() -> list[str]:
     """Every word and symbol an Arith problem or solution uses (digits excluded)."""
-    return [*NAMES, *ITEMS, *TEMPLATE_WORDS, *PUNCTUATION]
+    return [*ITEMS, *TEMPLATE_WORDS, *PUNCTUATION]
