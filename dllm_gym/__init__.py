@@ -9,7 +9,7 @@ environment and each step decides which masked positions to reveal.
     env = gym.make("DLLMUnmask-Arith-v0")
 """
 
-from dllm_gym.envs import ThresholdAction, TopKAction, UnmaskEnv
+from dllm_gym.envs import ThresholdAction, TopKAction, UnmaskEnv, UnmaskVectorEnv
 from dllm_gym.models import DiffusionLM, ModelUnavailableError, load_model
 from dllm_gym.registry import register_all
 
@@ -25,6 +25,7 @@ __all__ = [
     "ThresholdAction",
     "TopKAction",
     "UnmaskEnv",
+    "UnmaskVectorEnv",
     "__version__",
     "load_model",
 ]

@@ -54,6 +54,48 @@ def _divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
+def _check_prompts(
+    prompts: Sequence[Sequence[int]], gen_length: int, max_length: int | None
+) -> int:
+    """Validate prompts (token id lists); returns the longest prompt's length."""
+    if len(prompts) == 0:
+        raise ValueError("prompts: expected at least one prompt, got none")
+    lengths = [len(p) for p in prompts]
+    if min(lengths) == 0:
+        raise ValueError("prompts: every prompt needs at least one token")
+    width = max(lengths)
+    if max_length is not None and width + gen_length > max_length:
+        raise ValueError(
+            f"prompt of {width} tokens plus gen_length={gen_length} exceeds the model's "
+            f"limit of {max_length} tokens; shorten the prompt or lower gen_length"
+        )
+    return width
+
+
+def _padded_buffers(
+    prompts: Sequence[Sequence[int]],
+    width: int,
+    gen_length: int,
+    mask_token_id: int,
+    pad_token_id: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """CPU buffers ``[left padding | prompt | gen_length masks]`` of ``width + gen_length``
+    columns: tokens, attention mask, position ids (0 at each row's first real token) and
+    prompt lengths."""
+    batch = len(prompts)
+    tokens = torch.full((batch, width + gen_length), pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((batch, width + gen_length), dtype=torch.bool)
+    flat = torch.tensor([t for p in prompts for t in p], dtype=torch.long)
+    prompt_lengths = torch.tensor([len(p) for p in prompts], dtype=torch.long)
+    is_prompt = torch.arange(width) >= (width - prompt_lengths)[:, None]  # right-aligned
+    tokens[:, :width][is_prompt] = flat
+    attention_mask[:, :width] = is_prompt
+    tokens[:, width:] = mask_token_id
+    attention_mask[:, width:] = True
+    position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+    return tokens, attention_mask, position_ids, prompt_lengths
+
+
 @dataclass
 class DecodingState:
     """``B`` buffers being decoded; build one with :meth:`DecodingState.start`.
@@ -69,6 +111,7 @@ class DecodingState:
     gen_length: int
     block_length: int
     mask_token_id: int
+    pad_token_id: int = 0
     features: tuple[str, ...] = ()
     temperature: float = 0.0
     generator: torch.Generator | None = None
@@ -118,29 +161,10 @@ class DecodingState:
         check_lengths(gen_length, block_length)
         if temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {temperature}")
-        if len(prompts) == 0:
-            raise ValueError("prompts: expected at least one prompt, got none")
-        lengths = [len(p) for p in prompts]
-        if min(lengths) == 0:
-            raise ValueError("prompts: every prompt needs at least one token")
-        width = max(lengths)
-        if max_length is not None and width + gen_length > max_length:
-            raise ValueError(
-                f"prompt of {width} tokens plus gen_length={gen_length} exceeds the model's "
-                f"limit of {max_length} tokens; shorten the prompt or lower gen_length"
-            )
-        batch = len(prompts)
-        tokens = torch.full((batch, width + gen_length), pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros((batch, width + gen_length), dtype=torch.bool)
-        flat = torch.tensor([t for p in prompts for t in p], dtype=torch.long)
-        prompt_lengths = torch.tensor(lengths, dtype=torch.long)
-        columns = torch.arange(width)
-        is_prompt = columns >= (width - prompt_lengths)[:, None]  # right-aligned prompts
-        tokens[:, :width][is_prompt] = flat
-        attention_mask[:, :width] = is_prompt
-        tokens[:, width:] = mask_token_id
-        attention_mask[:, width:] = True
-        position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        width = _check_prompts(prompts, gen_length, max_length)
+        tokens, attention_mask, position_ids, prompt_lengths = _padded_buffers(
+            prompts, width, gen_length, mask_token_id, pad_token_id
+        )
         return cls(
             tokens=tokens.to(device),
             attention_mask=attention_mask.to(device),
@@ -149,10 +173,69 @@ class DecodingState:
             gen_length=gen_length,
             block_length=block_length,
             mask_token_id=mask_token_id,
+            pad_token_id=pad_token_id,
             features=tuple(features),
             temperature=temperature,
             generator=generator,
         )
+
+    def restart(
+        self,
+        rows: torch.Tensor,
+        prompts: Sequence[Sequence[int]],
+        max_length: int | None = None,
+    ) -> None:
+        """Start ``rows`` ((B,) bool, one True per prompt, in order) afresh on ``prompts``.
+
+        Other rows are untouched. A prompt longer than the buffer's prompt columns gives every
+        row more left padding (which changes none of its tokens, positions or predictions).
+        No forward pass runs here: a restarted row needs one before its first reveal.
+        """
+        if rows.shape != (self.batch_size,) or rows.dtype != torch.bool:
+            raise ValueError(
+                f"rows: expected a bool tensor of shape ({self.batch_size},), "
+                f"got {rows.dtype} of shape {tuple(rows.shape)}"
+            )
+        index = rows.nonzero().squeeze(1)
+        if index.numel() != len(prompts):
+            raise ValueError(
+                f"prompts: expected one prompt per restarted row ({index.numel()}), "
+                f"got {len(prompts)}"
+            )
+        if index.numel() == 0:
+            return
+        width = max(_check_prompts(prompts, self.gen_length, max_length), self.prompt_width)
+        if width > self.prompt_width:
+            self._add_left_padding(width - self.prompt_width)
+        buffers = _padded_buffers(
+            prompts, width, self.gen_length, self.mask_token_id, self.pad_token_id
+        )
+        device = self.tokens.device
+        tokens, attention_mask, position_ids, prompt_lengths = (b.to(device) for b in buffers)
+        self.tokens[index] = tokens
+        self.attention_mask[index] = attention_mask
+        self.position_ids[index] = position_ids
+        self.prompt_lengths[index] = prompt_lengths
+        self.nfe[index] = 0
+        self.unmask_step[index] = NOT_REVEALED
+        self.current_block[index] = 0
+        self.block_step[index] = 0
+        self.predicted[index] = self.mask_token_id
+        self.confidence[index] = 0.0
+        for values in self.extra.values():
+            values[index] = 0.0
+        if self._log_probs is not None:
+            self._log_probs[index] = 0.0
+
+    def _add_left_padding(self, columns: int) -> None:
+        batch, device = self.batch_size, self.tokens.device
+        pad = torch.full((batch, columns), self.pad_token_id, dtype=torch.long, device=device)
+        self.tokens = torch.cat([pad, self.tokens], dim=1)
+        self.attention_mask = torch.cat(
+            [torch.zeros((batch, columns), dtype=torch.bool, device=device), self.attention_mask],
+            dim=1,
+        )
+        self.position_ids = torch.cat([torch.zeros_like(pad), self.position_ids], dim=1)
 
     # ----------------------------------------------------------------------------- views
     @property
@@ -228,6 +311,9 @@ class DecodingState:
             generator=self.generator,
             previous_log_probs=previous,
         )
+        if out.kl is not None:  # a row's first forward has no previous step to compare with
+            first = self.nfe == 0 if index is None else self.nfe.index_select(0, index) == 0
+            out.kl = torch.where(first[:, None], torch.zeros_like(out.kl), out.kl)
         if out.log_probs is not None and self._log_probs is None:
             self._log_probs = torch.zeros(
                 (self.batch_size, *out.log_probs.shape[1:]),

@@ -13,6 +13,7 @@ from dllm_gym.envs.settings import EnvSettings
 
 REGISTRY_FILE = "envs_registry.yaml"
 ENTRY_POINT = "dllm_gym.envs.unmask_env:UnmaskEnv"
+VECTOR_ENTRY_POINT = "dllm_gym.envs.unmask_vector_env:UnmaskVectorEnv"
 _EXTRA_KEYS = {"description", "nondeterministic"}
 
 
@@ -57,6 +58,7 @@ def register_all() -> list[str]:
             gym.register(
                 id=entry.env_id,
                 entry_point=ENTRY_POINT,
+                vector_entry_point=VECTOR_ENTRY_POINT,
                 nondeterministic=entry.nondeterministic,
                 kwargs=dict(entry.settings),
             )

@@ -206,3 +206,60 @@ def test_bad_input_is_rejected(tiny_lm):
         state.reveal(torch.ones(3, 11, dtype=torch.bool))
     with pytest.raises(ValueError, match=r"steps_per_block must be in \[1, block_length=4\]"):
         decode(tiny_lm, PROMPTS, top_k_rule(5), gen_length=12, block_length=4)
+
+
+def test_restarted_rows_decode_as_a_fresh_state_and_leave_the_others_alone(tiny_lm):
+    """Restarting a row on a longer prompt widens the buffer for every row; the restarted row
+    then predicts as a fresh buffer would, and the other rows keep their tokens, steps and
+    predictions (and their next forward is unchanged too)."""
+    features = ("margin", "entropy", "kl")
+    state = start(tiny_lm, prompts=PROMPTS[:2], features=features)
+    state.forward(tiny_lm)
+    state.reveal(threshold_rule(0.2)(state))
+    state.forward(tiny_lm)
+    kept = {name: getattr(state, name)[0].clone() for name in ("unmask_step", "predicted")}
+    kept_generation = state.generation[0].clone()
+    longer = PROMPTS[2]
+    assert len(longer) > state.prompt_width
+
+    state.restart(torch.tensor([False, True]), [longer], max_length=tiny_lm.max_length)
+    assert state.prompt_width == len(longer)
+    assert state.nfe.tolist() == [2, 0] and state.masked[1].all()
+    assert torch.equal(state.generation[0], kept_generation)
+    for name, value in kept.items():
+        assert torch.equal(getattr(state, name)[0], value)
+
+    state.forward(tiny_lm, rows=torch.tensor([False, True]))
+    fresh = start(tiny_lm, prompts=[longer], features=features)
+    fresh.forward(tiny_lm)
+    assert torch.equal(state.predicted[1], fresh.predicted[0])
+    torch.testing.assert_close(state.confidence[1], fresh.confidence[0])
+    for name in features:  # the KL of a first forward is 0, as in a fresh state
+        torch.testing.assert_close(state.extra[name][1], fresh.extra[name][0])
+
+    # Row 0 carries on as if nothing had happened: same next forward as an untouched copy.
+    twin = start(tiny_lm, prompts=PROMPTS[:2], features=features)
+    twin.forward(tiny_lm)
+    twin.reveal(threshold_rule(0.2)(twin))
+    twin.forward(tiny_lm)
+    for s in (state, twin):
+        s.reveal(threshold_rule(0.2)(s) & torch.tensor([[True], [False]]))
+        s.forward(tiny_lm, rows=torch.tensor([True, False]))
+    assert torch.equal(state.generation[0], twin.generation[0])
+    assert torch.equal(state.predicted[0], twin.predicted[0])
+    torch.testing.assert_close(state.extra["kl"][0], twin.extra["kl"][0])
+
+
+def test_restart_rejects_bad_rows_and_prompts(tiny_lm):
+    state = start(tiny_lm)
+    state.forward(tiny_lm)
+    before = state.tokens.clone()
+    with pytest.raises(ValueError, match=r"rows: expected a bool tensor of shape \(3,\)"):
+        state.restart(torch.tensor([True, False]), [[5, 6]])
+    with pytest.raises(ValueError, match=r"one prompt per restarted row \(2\), got 1"):
+        state.restart(torch.tensor([True, False, True]), [[5, 6]])
+    with pytest.raises(ValueError, match="every prompt needs at least one token"):
+        state.restart(torch.tensor([True, False, False]), [[]])
+    with pytest.raises(ValueError, match="exceeds the model's limit"):
+        state.restart(torch.tensor([True, False, False]), [[5] * 1000], max_length=64)
+    assert torch.equal(state.tokens, before) and state.nfe.tolist() == [1, 1, 1]

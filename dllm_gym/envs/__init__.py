@@ -2,6 +2,7 @@
 
 from dllm_gym.envs.settings import EMPTY_ACTIONS, REWARDS, EnvSettings
 from dllm_gym.envs.unmask_env import UnmaskEnv
+from dllm_gym.envs.unmask_vector_env import UnmaskVectorEnv
 from dllm_gym.envs.wrappers import ThresholdAction, TopKAction
 
 __all__ = [
@@ -11,4 +12,5 @@ __all__ = [
     "ThresholdAction",
     "TopKAction",
     "UnmaskEnv",
+    "UnmaskVectorEnv",
 ]

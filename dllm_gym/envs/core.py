@@ -6,12 +6,116 @@ Every function works on a batch of rows of one :class:`~dllm_gym.decoding.Decodi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
 import numpy as np
 import torch
 from gymnasium import spaces
 
 from dllm_gym.decoding import DecodingState, most_confident
 from dllm_gym.envs.settings import EnvSettings
+from dllm_gym.models.loading import DiffusionLM, shared_model
+from dllm_gym.tasks import Problem, Task, make_task
+
+
+@dataclass
+class Workload:
+    """The task, its problems and the model an environment decodes with, built from its
+    settings; prompts are tokenized once per problem and kept."""
+
+    settings: EnvSettings
+    task: Task
+    problems: Sequence[Problem]
+    model: DiffusionLM
+    _prompt_ids: dict[int, list[int]] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def build(cls, settings: EnvSettings) -> Workload:
+        task_kwargs = dict(settings.task_kwargs)
+        if settings.data_files is not None:
+            task_kwargs["data_files"] = settings.data_files
+        task = make_task(settings.task, **task_kwargs)
+        problems = task.problems(settings.split)
+        model = shared_model(
+            settings.model,
+            device=settings.device,
+            dtype=settings.dtype,
+            trust_remote_code=settings.trust_remote_code,
+        )
+        limit = model.max_length
+        if limit is not None and settings.gen_length >= limit:
+            raise ValueError(
+                f"gen_length={settings.gen_length} leaves no room for a prompt in the model's "
+                f"limit of {limit} tokens; expected gen_length < {limit}"
+            )
+        return cls(settings, task, problems, model)
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.model.tokenizer)
+
+    def check_index(self, index: object, what: str = "index") -> int:
+        """A problem index of the split, or a clear error."""
+        count = len(self.problems)
+        if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)):
+            raise ValueError(
+                f"reset options: {what} must be an integer in [0, {count}), got {index!r}"
+            )
+        if not 0 <= index < count:
+            raise ValueError(f"reset options: {what} must be in [0, {count}), got {index}")
+        return int(index)
+
+    def prompts(self, indices: Sequence[int]) -> list[list[int]]:
+        """Token ids of the formatted prompts of problems ``indices``."""
+        for index in indices:
+            if index not in self._prompt_ids:
+                question = self.problems[index].question
+                self._prompt_ids[index] = self.task.format_prompt(question, self.model.tokenizer)
+        return [self._prompt_ids[index] for index in indices]
+
+    def start(self, indices: Sequence[int], generator: torch.Generator | None) -> DecodingState:
+        """A decoding state of one row per problem index (no forward pass yet)."""
+        s, model = self.settings, self.model
+        return DecodingState.start(
+            self.prompts(indices),
+            gen_length=s.gen_length,
+            block_length=s.block_length,
+            mask_token_id=model.mask_token_id,
+            pad_token_id=model.pad_token_id,
+            device=model.device,
+            max_length=model.max_length,
+            features=s.obs_features,
+            temperature=s.temperature,
+            generator=generator,
+        )
+
+    def episode_ends(
+        self, state: DecodingState, rows: np.ndarray, problem_indices: np.ndarray
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Rewards and end-of-episode infos of the finished ``rows`` (indices into ``state``)
+        decoding problems ``problem_indices``: one entry per row in each info list/array."""
+        rows_t = torch.as_tensor(rows, dtype=torch.long, device=state.tokens.device)
+        generations = state.generation.index_select(0, rows_t).cpu()
+        nfe = state.nfe.index_select(0, rows_t).cpu().numpy()
+        revealed = (~state.masked.index_select(0, rows_t)).sum(dim=1).cpu().numpy()
+        texts = [self.model.decode_generation(g) for g in generations]
+        problems = [self.problems[i] for i in problem_indices]
+        correct = np.array(
+            [self.task.is_correct(t, p.reference) for t, p in zip(texts, problems, strict=True)],
+            dtype=bool,
+        )
+        info = {
+            "correct": correct,
+            "answer": [self.task.extract_answer(t) for t in texts],
+            "reference": [p.reference for p in problems],
+            "text": texts,
+            "tokens_per_nfe": revealed / nfe,
+            "unmask_step": state.unmask_step.index_select(0, rows_t).cpu().numpy(),
+            "problem_index": np.asarray(problem_indices, dtype=np.int64),
+        }
+        return final_rewards(correct, nfe, self.settings), info
 
 
 def feature_upper_bound(name: str, vocab_size: int) -> float:
@@ -58,8 +162,8 @@ def observations(
         "progress": (state.nfe.float() / settings.gen_length).clamp(0.0, 1.0)[:, None],
     }
     for name in settings.obs_features:
-        if name == "token":
-            host[name] = state.predicted
+        if name == "token":  # a copy: on the CPU, numpy() would share the state's memory
+            host[name] = state.predicted.clone()
         else:
             high = feature_upper_bound(name, vocab_size)
             host[name] = state.extra[name].clamp(0.0, high)

@@ -12,8 +12,6 @@ from gymnasium import spaces
 from dllm_gym.decoding import DecodingState
 from dllm_gym.envs import core, rendering
 from dllm_gym.envs.settings import EnvSettings
-from dllm_gym.models.loading import shared_model
-from dllm_gym.tasks import make_task
 
 
 class UnmaskEnv(gym.Env[dict, np.ndarray]):
@@ -78,7 +76,9 @@ class UnmaskEnv(gym.Env[dict, np.ndarray]):
     1. Termination: no masked position is left.
     2. Truncation: NFE reaches `max_nfe` (default `L`) with masks left; the generation is scored
        as it stands. Under `force_top1` every step reveals a position, so episodes end within
-       `L` steps.
+       `L` steps. The registered ids set no `max_episode_steps`, because this cap follows a
+       `gen_length` override and a registered `TimeLimit` would not; `gym.make(id,
+       max_episode_steps=n)` still adds Gymnasium's `TimeLimit`.
 
     A finished episode of `n` steps has NFE = `n`. Its last `info` holds `correct`, `answer`
     (extracted), `reference`, `text` (the decoded generation), `tokens_per_nfe` and
@@ -138,22 +138,14 @@ class UnmaskEnv(gym.Env[dict, np.ndarray]):
                 f"{self.metadata['render_modes']} or None"
             )
         self.render_mode = render_mode
-        s = self.settings
-        task_kwargs = dict(s.task_kwargs)
-        if s.data_files is not None:
-            task_kwargs["data_files"] = s.data_files
-        self.task = make_task(s.task, **task_kwargs)
-        self.problems = self.task.problems(s.split)
-        self.model = shared_model(
-            s.model, device=s.device, dtype=s.dtype, trust_remote_code=s.trust_remote_code
+        self.workload = core.Workload.build(self.settings)
+        self.task, self.problems, self.model = (
+            self.workload.task,
+            self.workload.problems,
+            self.workload.model,
         )
-        limit = self.model.max_length
-        if limit is not None and s.gen_length >= limit:
-            raise ValueError(
-                f"gen_length={s.gen_length} leaves no room for a prompt in the model's limit of "
-                f"{limit} tokens; expected gen_length < {limit}"
-            )
-        self.observation_space = core.observation_space(s, len(self.model.tokenizer))
+        s = self.settings
+        self.observation_space = core.observation_space(s, self.workload.vocab_size)
         self.action_space = spaces.MultiBinary(s.gen_length)
         self._state: DecodingState | None = None
         self._episode_over = True
@@ -172,20 +164,7 @@ class UnmaskEnv(gym.Env[dict, np.ndarray]):
         if s.temperature > 0:
             generator = torch.Generator(device=self.model.device)
             generator.manual_seed(int(self.np_random.integers(2**63 - 1)))
-        problem = self.problems[index]
-        prompt = self.task.format_prompt(problem.question, self.model.tokenizer)
-        state = DecodingState.start(
-            [prompt],
-            gen_length=s.gen_length,
-            block_length=s.block_length,
-            mask_token_id=self.model.mask_token_id,
-            pad_token_id=self.model.pad_token_id,
-            device=self.model.device,
-            max_length=self.model.max_length,
-            features=s.obs_features,
-            temperature=s.temperature,
-            generator=generator,
-        )
+        state = self.workload.start([index], generator)
         state.forward(self.model)
         self._state, self._problem_index, self._episode_over = state, index, False
         return self._observation(), {"nfe": 1, "problem_index": index}
@@ -227,34 +206,18 @@ class UnmaskEnv(gym.Env[dict, np.ndarray]):
         unknown = sorted(set(options) - {"index"})
         if unknown:
             raise ValueError(f"reset options: unknown key(s) {unknown}; expected 'index'")
-        index = options["index"]
-        if not isinstance(index, (int, np.integer)) or not 0 <= index < len(self.problems):
-            count = len(self.problems)
-            raise ValueError(
-                f"reset options: index must be an integer in [0, {count}), got {index!r}"
-            )
-        return int(index)
+        return self.workload.check_index(options["index"])
 
     def _observation(self) -> dict[str, np.ndarray]:
-        batch = core.observations(self._state, self.settings, len(self.model.tokenizer))
+        batch = core.observations(self._state, self.settings, self.workload.vocab_size)
         return {name: value[0] for name, value in batch.items()}
 
     def _finish(self, info: dict[str, Any]) -> float:
-        state = self._state
-        problem = self.problems[self._problem_index]
-        text = self.model.decode_generation(state.generation[0])
-        answer = self.task.extract_answer(text)
-        correct = self.task.is_correct(text, problem.reference)
-        nfe = int(state.nfe[0])
-        reward = core.final_rewards(np.array([correct]), np.array([nfe]), self.settings)[0]
-        revealed = int((~state.masked[0]).sum())
-        info.update(
-            correct=correct,
-            answer=answer,
-            reference=problem.reference,
-            text=text,
-            tokens_per_nfe=revealed / nfe,
-            unmask_step=state.unmask_step[0].cpu().numpy(),
-            problem_index=self._problem_index,
+        rewards, ends = self.workload.episode_ends(
+            self._state, np.array([0]), np.array([self._problem_index])
         )
-        return float(reward)
+        info.update({key: values[0] for key, values in ends.items()})
+        info["correct"] = bool(info["correct"])
+        info["tokens_per_nfe"] = float(info["tokens_per_nfe"])
+        info["problem_index"] = int(info["problem_index"])
+        return float(rewards[0])
