@@ -322,7 +322,7 @@ def test_bad_actions_and_calls_leave_the_env_unchanged():
         (np.zeros(31, dtype=np.int8), "expected shape"),
         (np.array(["1"] * L), "dtype"),
         (np.full(L, 2, dtype=np.int8), "only 0 and 1"),
-        (np.full(L, 0.5, dtype=np.floatL), "only 0 and 1"),
+        (np.full(L, 0.5, dtype=np.float32), "only 0 and 1"),
         (np.full(L, np.nan), "only 0 and 1"),
     ]:
         with pytest.raises(ValueError, match=message):
@@ -336,8 +336,10 @@ def test_bad_actions_and_calls_leave_the_env_unchanged():
         done = terminated or truncated
     with pytest.raises(RuntimeError, match="after the episode ended"):
         env.step(np.ones(L, dtype=np.int8))
-    with pytest.raises(ValueError, match="index must be an integer"):
+    with pytest.raises(ValueError, match=r"index must be in \[0, 1000\), got 1000000000"):
         env.reset(options={"index": 10**9})
+    with pytest.raises(ValueError, match="index must be an integer"):
+        env.reset(options={"index": 1.5})
 
 
 def test_overrides_are_validated_at_construction():
