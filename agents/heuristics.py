@@ -1,0 +1,457 @@
+"""Baseline unmasking policies: which masked positions to reveal at each step.
+
+A policy maps an observation of a dllm-gym environment to an action. Single environments
+(``gym.make``) give arrays of shape ``(L,)``, vector environments (``gym.make_vec``) arrays of
+shape ``(N, L)``; every policy here takes either and returns an ``int8`` action of the same
+shape, 1 = reveal, set only on *active* positions (masked and in the current block). A row with
+no active position (a finished row of a vector env) gets an all-zero action. Everything is
+vectorised with numpy over the batch; ties are broken towards the lowest position (stable
+sorts), so every policy but ``random`` is deterministic.
+
+    import gymnasium as gym
+    import dllm_gym  # registers the ids
+    from agents.heuristics import make_policy
+
+    policy = make_policy("entropy_bounded", gamma=0.1)
+    env = gym.make("DLLMUnmask-Arith-v0", obs_features=list(policy.required_features))
+    policy.configure(gen_length=48, block_length=16)
+    obs, info = env.reset(seed=0)
+    done = False
+    while not done:
+        obs, reward, terminated, truncated, info = env.step(policy(obs))
+        done = terminated or truncated
+
+Uses only the public Gymnasium observation and action format; never imports ``dllm_gym``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
+from numbers import Integral, Real
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import numpy as np
+
+__all__ = [
+    "DEFAULT_GRIDS",
+    "POLICIES",
+    "EntropyBounded",
+    "Factor",
+    "Heuristic",
+    "LeftToRight",
+    "MarginThreshold",
+    "Policy",
+    "RandomReveal",
+    "Threshold",
+    "TopK",
+    "describe",
+    "make_policy",
+]
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """What any unmasking policy offers (the heuristics here and learned policies)."""
+
+    name: ClassVar[str]  # registry name, e.g. "threshold"
+    required_features: ClassVar[tuple[str, ...]]  # optional obs features it needs
+
+    def configure(self, *, gen_length: int, block_length: int) -> None:
+        """Receive the environment's settings (called once, before the first episode)."""
+        ...
+
+    def __call__(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
+        """(L,) or (N, L) observation entries -> int8 action of the same shape."""
+        ...
+
+
+# ------------------------------------------------------------------------------ validation
+def _interval(low: float, high: float, low_open: bool, high_open: bool) -> str:
+    def show(value: float) -> str:
+        return "inf" if math.isinf(value) else f"{value:g}"
+
+    return f"{'(' if low_open else '['}{show(low)}, {show(high)}{')' if high_open else ']'}"
+
+
+def _check_real(
+    policy: str,
+    name: str,
+    value: Any,
+    low: float,
+    high: float = math.inf,
+    *,
+    low_open: bool = False,
+    high_open: bool = True,
+) -> float:
+    """``value`` as a float if it is a real number in the interval, else a ValueError."""
+    valid = _interval(low, high, low_open, high_open)
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise ValueError(f"{policy}: {name} must be a number in {valid}, got {value!r}")
+    number = float(value)
+    above = number > low if low_open else number >= low
+    below = number < high if high_open else number <= high
+    if not (above and below):  # also rejects NaN
+        raise ValueError(f"{policy}: {name} must be in {valid}, got {value!r}")
+    return number
+
+
+def _check_int(policy: str, name: str, value: Any, low: int, high: float = math.inf) -> int:
+    """``value`` as an int if it is an integer in [low, high], else a ValueError."""
+    valid = _interval(low, high, low_open=False, high_open=math.isinf(high))
+    if isinstance(value, bool) or not isinstance(value, Integral) or not low <= value <= high:
+        raise ValueError(f"{policy}: {name} must be an integer in {valid}, got {value!r}")
+    return int(value)
+
+
+# ------------------------------------------------------------------------------ helpers
+def _sort_active(scores: np.ndarray, active: np.ndarray, descending: bool) -> np.ndarray:
+    """(N, L) positions of each row ordered by score, active positions first.
+
+    Stable: equal scores keep position order (lowest position first).
+    """
+    key = np.where(active, -scores if descending else scores, np.inf)
+    return np.argsort(key, axis=1, kind="stable")
+
+
+def _first_in_order(order: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """(N, L) bool: the first ``counts[n]`` positions of ``order[n]``."""
+    select = np.zeros(order.shape, dtype=bool)
+    taken = np.arange(order.shape[1])[None, :] < counts[:, None]
+    np.put_along_axis(select, order, taken, axis=1)
+    return select
+
+
+def _leading_true(condition: np.ndarray) -> np.ndarray:
+    """(N,) length of the run of True at the start of each row."""
+    return np.logical_and.accumulate(condition, axis=1).sum(axis=1)
+
+
+def _best_plus_threshold(scores: np.ndarray, active: np.ndarray, tau: float) -> np.ndarray:
+    """The highest-scoring active position of each row plus every active one >= tau."""
+    order = _sort_active(scores, active, descending=True)
+    best = _first_in_order(order, active.any(axis=1).astype(np.int64))
+    return best | (active & (scores >= np.asarray(tau, dtype=scores.dtype)))
+
+
+# ------------------------------------------------------------------------------ base
+@dataclass
+class Heuristic:
+    """Base of the heuristics: settings from :meth:`configure`, shape handling, validation.
+
+    Subclasses are dataclasses whose init fields are their hyperparameters; they implement
+    :meth:`_select` on ``(N, L)`` arrays.
+    """
+
+    name: ClassVar[str] = "heuristic"
+    required_features: ClassVar[tuple[str, ...]] = ()  # optional obs features needed
+    observation_keys: ClassVar[tuple[str, ...]] = ()  # (L,) entries read besides "active"
+
+    gen_length: int | None = field(default=None, init=False, repr=False, compare=False)
+    block_length: int | None = field(default=None, init=False, repr=False, compare=False)
+
+    def configure(self, *, gen_length: int, block_length: int) -> None:
+        """Store the environment's generation and block lengths (validated)."""
+        gen_length = _check_int(self.name, "gen_length", gen_length, 1)
+        block_length = _check_int(self.name, "block_length", block_length, 1, gen_length)
+        self.gen_length, self.block_length = gen_length, block_length
+
+    def __call__(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Action for an (L,) or (N, L) observation: int8 of the shape of ``obs["active"]``."""
+        active, entries, single = self._batched(obs)
+        select = self._select(entries, active) & active
+        action = select.astype(np.int8)
+        return action[0] if single else action
+
+    def _select(self, obs: dict[str, np.ndarray], active: np.ndarray) -> np.ndarray:
+        """(N, L) bool positions to reveal, from (N, L) entries and the (N, L) active mask."""
+        raise NotImplementedError
+
+    def _batched(
+        self, obs: Mapping[str, np.ndarray]
+    ) -> tuple[np.ndarray, dict[str, np.ndarray], bool]:
+        """Validated (N, L) views of ``active`` and the entries the policy reads."""
+        if not isinstance(obs, Mapping) or "active" not in obs:
+            raise ValueError(f"{self.name}: expected an observation dict with 'active'")
+        active = np.asarray(obs["active"])
+        if active.ndim not in (1, 2):
+            raise ValueError(
+                f"{self.name}: obs['active'] must have shape (L,) or (N, L), "
+                f"got shape {active.shape}"
+            )
+        if self.gen_length is not None and active.shape[-1] != self.gen_length:
+            raise ValueError(
+                f"{self.name}: observation of length {active.shape[-1]}, but configure() "
+                f"was called with gen_length={self.gen_length}"
+            )
+        single = active.ndim == 1
+        entries = {}
+        for key in self.observation_keys:
+            if key not in obs:
+                raise ValueError(
+                    f"{self.name}: the observation has no {key!r}; make the env with "
+                    f"obs_features={list(self.required_features)}"
+                )
+            value = np.asarray(obs[key])
+            if value.shape != active.shape:
+                raise ValueError(
+                    f"{self.name}: obs[{key!r}] has shape {value.shape}, expected the shape "
+                    f"of obs['active'], {active.shape}"
+                )
+            entries[key] = value[None] if single else value
+        active = (active[None] if single else active).astype(bool)
+        return active, entries, single
+
+
+# ------------------------------------------------------------------------------ heuristics
+@dataclass
+class RandomReveal(Heuristic):
+    """``random``: ``k`` active positions drawn uniformly without replacement (all if fewer).
+
+    A baseline without any model signal. Draws come from a numpy ``Generator`` seeded with
+    ``seed`` at construction and re-seeded by :meth:`configure`, so a run is reproducible.
+    """
+
+    name: ClassVar[str] = "random"
+    k: int = 1  # positions revealed per step, >= 1
+    seed: int = 0  # seed of the numpy Generator, >= 0
+    _rng: np.random.Generator = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.k = _check_int(self.name, "k", self.k, 1)
+        self.seed = _check_int(self.name, "seed", self.seed, 0)
+        self._rng = np.random.default_rng(self.seed)
+
+    def configure(self, *, gen_length: int, block_length: int) -> None:
+        super().configure(gen_length=gen_length, block_length=block_length)
+        self._rng = np.random.default_rng(self.seed)
+
+    def _select(self, obs: dict[str, np.ndarray], active: np.ndarray) -> np.ndarray:
+        keys = self._rng.random(active.shape)
+        order = _sort_active(keys, active, descending=False)
+        return _first_in_order(order, np.full(active.shape[0], self.k))
+
+
+@dataclass
+class TopK(Heuristic):
+    """``top_k``: LLaDA's low-confidence remasking (Nie et al. 2025, "Large Language
+    Diffusion Models", arXiv:2502.09992).
+
+    Each block of ``B = block_length`` positions is decoded in ``steps_per_block`` steps of
+    ``k`` tokens, ``B // s`` per step with the remainder ``B % s`` spread one each over the
+    first steps (LLaDA's ``get_num_transfer_tokens``); each step reveals the ``k`` most
+    confident active positions. The policy is stateless: it infers the step from the number
+    of positions of the current block already revealed (``B`` minus the active count),
+    assuming earlier steps followed the schedule; off the schedule it reveals up to the next
+    step boundary. Needs :meth:`configure` (for ``block_length``).
+    """
+
+    name: ClassVar[str] = "top_k"
+    observation_keys: ClassVar[tuple[str, ...]] = ("confidence",)
+    steps_per_block: int  # steps s per block, in [1, block_length]
+
+    def __post_init__(self) -> None:
+        self.steps_per_block = _check_int(self.name, "steps_per_block", self.steps_per_block, 1)
+
+    def configure(self, *, gen_length: int, block_length: int) -> None:
+        block_length = _check_int(self.name, "block_length", block_length, 1)
+        if self.steps_per_block > block_length:
+            raise ValueError(
+                f"{self.name}: steps_per_block must be in [1, block_length={block_length}], "
+                f"got {self.steps_per_block}"
+            )
+        super().configure(gen_length=gen_length, block_length=block_length)
+
+    def schedule(self) -> np.ndarray:
+        """(s,) tokens revealed at each step of a block."""
+        if self.block_length is None:
+            raise RuntimeError(
+                f"{self.name}: call configure(gen_length=..., block_length=...) with the env's "
+                "settings before using the policy"
+            )
+        base, remainder = divmod(self.block_length, self.steps_per_block)
+        return base + (np.arange(self.steps_per_block) < remainder)
+
+    def _select(self, obs: dict[str, np.ndarray], active: np.ndarray) -> np.ndarray:
+        boundaries = np.concatenate([[0], np.cumsum(self.schedule())])  # revealed after j steps
+        n_active = active.sum(axis=1)
+        if (n_active > self.block_length).any():
+            raise ValueError(
+                f"{self.name}: a row has {int(n_active.max())} active positions, more than "
+                f"block_length={self.block_length}; configure() with the env's block_length"
+            )
+        revealed = self.block_length - n_active
+        step = np.searchsorted(boundaries, revealed, side="right") - 1
+        step = np.minimum(step, self.steps_per_block - 1)
+        counts = boundaries[step + 1] - revealed  # 0 when the block is done
+        order = _sort_active(obs["confidence"], active, descending=True)
+        return _first_in_order(order, counts)
+
+
+@dataclass
+class Threshold(Heuristic):
+    """``threshold``: Fast-dLLM's confidence-aware parallel decoding (Wu et al. 2025,
+    arXiv:2505.22618): the most confident active position always, plus every active position
+    whose confidence is at least ``tau``."""
+
+    name: ClassVar[str] = "threshold"
+    observation_keys: ClassVar[tuple[str, ...]] = ("confidence",)
+    tau: float = 0.9  # confidence threshold, in (0, 1] (0.9 in the paper)
+
+    def __post_init__(self) -> None:
+        self.tau = _check_real(self.name, "tau", self.tau, 0, 1, low_open=True, high_open=False)
+
+    def _select(self, obs: dict[str, np.ndarray], active: np.ndarray) -> np.ndarray:
+        return _best_plus_threshold(obs["confidence"], active, self.tau)
+
+
+@dataclass
+class Factor(Heuristic):
+    """``factor``: Fast-dLLM's factor-based parallel decoding (Wu et al. 2025,
+    arXiv:2505.22618).
+
+    Sort the active confidences descending, ``c_1 >= c_2 >= ...`` (1-indexed: ``c_1`` is the
+    most confident), and reveal the ``n`` most confident, ``n`` the largest with
+    ``(i + 1) * (1 - c_i) < f`` for every ``i <= n``; at least one. Fast-dLLM's code accepts
+    equality (``<=``) and always reveals the first; both differ only on exact ties.
+    """
+
+    name: ClassVar[str] = "factor"
+    observation_keys: ClassVar[tuple[str, ...]] = ("confidence",)
+    f: float = 1.0  # error factor, > 0; larger reveals more per step
+
+    def __post_init__(self) -> None:
+        self.f = _check_real(self.name, "f", self.f, 0, low_open=True)
+
+    def _select(self, obs: dict[str, np.ndarray], active: np.ndarray) -> np.ndarray:
+        confidence = obs["confidence"].astype(np.float64)
+        order = _sort_active(confidence, active, descending=True)
+        ranked = np.take_along_axis(confidence, order, axis=1)  # c_1, c_2, ... then inactive
+        i = np.arange(1, active.shape[1] + 1)[None, :]
+        n_active = active.sum(axis=1)
+        accepted = ((i + 1) * (1 - ranked) < self.f) & (i <= n_active[:, None])
+        counts = np.maximum(_leading_true(accepted), np.minimum(n_active, 1))
+        return _first_in_order(order, counts)
+
+
+@dataclass
+class MarginThreshold(Heuristic):
+    """``margin_threshold``: Fast-dLLM's threshold rule (Wu et al. 2025, arXiv:2505.22618)
+    applied to the margin, top-1 minus top-2 probability: the active position of largest
+    margin always, plus every active position whose margin is at least ``tau``."""
+
+    name: ClassVar[str] = "margin_threshold"
+    required_features: ClassVar[tuple[str, ...]] = ("margin",)
+    observation_keys: ClassVar[tuple[str, ...]] = ("margin",)
+    tau: float = 0.9  # margin threshold, in (0, 1]
+
+    def __post_init__(self) -> None:
+        self.tau = _check_real(self.name, "tau", self.tau, 0, 1, low_open=True, high_open=False)
+
+    def _select(self, obs: dict[str, np.ndarray], active: np.ndarray) -> np.ndarray:
+        return _best_plus_threshold(obs["margin"], active, self.tau)
+
+
+@dataclass
+class EntropyBounded(Heuristic):
+    """``entropy_bounded``: EB-Sampler (Ben-Hamu et al. 2025, "Accelerated Sampling from
+    Masked Diffusion Models via Entropy Bounded Unmasking", arXiv:2505.24857).
+
+    Sort the active positions by entropy ascending, ``H_1 <= H_2 <= ...``, and reveal the
+    largest prefix whose error proxy ``sum(H) - max(H)`` is at most ``gamma``; at least one.
+    """
+
+    name: ClassVar[str] = "entropy_bounded"
+    required_features: ClassVar[tuple[str, ...]] = ("entropy",)
+    observation_keys: ClassVar[tuple[str, ...]] = ("entropy",)
+    gamma: float = 0.1  # entropy budget per step (nats), >= 0; 0 reveals one at a time
+
+    def __post_init__(self) -> None:
+        self.gamma = _check_real(self.name, "gamma", self.gamma, 0)
+
+    def _select(self, obs: dict[str, np.ndarray], active: np.ndarray) -> np.ndarray:
+        entropy = np.where(active, obs["entropy"].astype(np.float64), 0.0)
+        order = _sort_active(entropy, active, descending=False)
+        ranked = np.take_along_axis(entropy, order, axis=1)  # H_1, H_2, ... then inactive
+        error = np.cumsum(ranked, axis=1) - np.maximum.accumulate(ranked, axis=1)
+        n_active = active.sum(axis=1)
+        within = np.arange(1, active.shape[1] + 1)[None, :] <= n_active[:, None]
+        accepted = (error <= self.gamma) & within
+        counts = np.maximum(_leading_true(accepted), np.minimum(n_active, 1))
+        return _first_in_order(order, counts)
+
+
+@dataclass
+class LeftToRight(Heuristic):
+    """``left_to_right``: the leftmost active position, one per step (autoregressive order,
+    the slowest baseline: NFE = L)."""
+
+    name: ClassVar[str] = "left_to_right"
+
+    def _select(self, obs: dict[str, np.ndarray], active: np.ndarray) -> np.ndarray:
+        first = np.argmax(active, axis=1)
+        return np.arange(active.shape[1])[None, :] == first[:, None]
+
+
+# ------------------------------------------------------------------------------ registry
+POLICIES: dict[str, type[Heuristic]] = {
+    cls.name: cls
+    for cls in (
+        RandomReveal,
+        TopK,
+        Threshold,
+        Factor,
+        MarginThreshold,
+        EntropyBounded,
+        LeftToRight,
+    )
+}
+
+# Sweeps for an accuracy-vs-NFE picture on DLLMUnmask-Arith-v0 (L = 48, block 16). top_k
+# values are steps per block <= 16, valid for any block_length >= 16 (configure rejects more
+# steps than a block has positions).
+DEFAULT_GRIDS: dict[str, list[dict[str, Any]]] = {
+    "random": [{"k": k} for k in (1, 2, 4)],
+    "top_k": [{"steps_per_block": s} for s in (16, 8, 4, 2)],
+    "threshold": [{"tau": t} for t in (0.5, 0.7, 0.8, 0.9, 0.95, 0.99)],
+    "factor": [{"f": f} for f in (0.5, 1.0, 2.0, 3.0, 4.0)],
+    "margin_threshold": [{"tau": t} for t in (0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99)],
+    "entropy_bounded": [{"gamma": g} for g in (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0)],
+    "left_to_right": [{}],
+}
+
+
+def _hyperparameter_fields(cls: type[Heuristic]) -> list[Any]:
+    return [f for f in fields(cls) if f.init]
+
+
+def make_policy(name: str, **hyperparameters: Any) -> Heuristic:
+    """The heuristic registered as ``name`` with the given hyperparameters (validated)."""
+    if name not in POLICIES:
+        raise ValueError(f"unknown policy {name!r}; choose one of {list(POLICIES)}")
+    cls = POLICIES[name]
+    valid = [f.name for f in _hyperparameter_fields(cls)]
+    unknown = [key for key in hyperparameters if key not in valid]
+    if unknown:
+        raise ValueError(
+            f"{name}: unknown hyperparameter {', '.join(map(repr, unknown))}; "
+            f"valid hyperparameters: {valid}"
+        )
+    missing = [
+        f.name
+        for f in _hyperparameter_fields(cls)
+        if f.default is MISSING and f.default_factory is MISSING and f.name not in hyperparameters
+    ]
+    if missing:
+        raise ValueError(f"{name}: missing hyperparameter {', '.join(map(repr, missing))}")
+    return cls(**hyperparameters)
+
+
+def describe(policy: Policy) -> str:
+    """A policy and its hyperparameters as text, e.g. ``threshold(tau=0.9)``."""
+    name = getattr(policy, "name", type(policy).__name__)
+    if not is_dataclass(policy):
+        return name
+    values = ", ".join(f"{f.name}={getattr(policy, f.name)!r}" for f in fields(policy) if f.init)
+    return f"{name}({values})"
