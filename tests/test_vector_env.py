@@ -181,6 +181,8 @@ def test_spaces_are_the_single_envs_batched():
     obs, _ = envs.reset(seed=0)
     assert obs in envs.observation_space
     assert envs.metadata["autoreset_mode"] is AutoresetMode.NEXT_STEP
+    assert len(envs.unwrapped.problems) == len(single.unwrapped.problems) == 1000
+    assert envs.unwrapped.problems[7] == single.unwrapped.problems[7]
 
 
 @pytest.mark.parametrize("mode", [AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP])

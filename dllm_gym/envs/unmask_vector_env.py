@@ -59,7 +59,8 @@ class UnmaskVectorEnv(VectorEnv):
     `reset(seed=s)` seeds sub-environment `i` with `s + i` (a list seeds each), so it draws the
     same problems as `gym.make(id)` reset with seed `s + i`, and at temperature 0 the two
     decode identically, token for token. `reset(options={"index": [i_0, ..., i_{N-1}]})` sets
-    the problem of each sub-environment (an int sets one problem for all). At temperature
+    the problem of each sub-environment (an int sets one problem for all); `problems` lists
+    the split's problems, as on `UnmaskEnv`. At temperature
     above 0 the Gumbel noise of all rows comes from one generator seeded by `reset(seed=...)`:
     runs are reproducible, but a row's draws differ from a single env's.
 
@@ -144,6 +145,12 @@ class UnmaskVectorEnv(VectorEnv):
             )
         self.settings = EnvSettings.from_kwargs(**settings)
         self.workload = core.Workload.build(self.settings)
+        # As on UnmaskEnv: the task, the problems of the split (index i is problem i) and model.
+        self.task, self.problems, self.model = (
+            self.workload.task,
+            self.workload.problems,
+            self.workload.model,
+        )
         self.num_envs = int(num_envs)
         self.autoreset_mode = mode
         self.metadata = {**self.metadata, "autoreset_mode": mode}
