@@ -1,0 +1,272 @@
+"""The ``dllm-gym`` command: list the environments, evaluate and sweep policies, watch one play.
+
+::
+
+    dllm-gym list
+    dllm-gym eval DLLMUnmask-Arith-v0 --policy threshold --param tau=0.9 --episodes 200
+    dllm-gym sweep DLLMUnmask-Arith-v0 --episodes 200 --out runs/sweep-arith
+    dllm-gym play DLLMUnmask-Arith-v0 --policy top_k --param steps_per_block=8 --index 3
+
+Settings of the environment are overridden with ``--set name=value`` (``--set gen_length=96``),
+hyperparameters of a policy with ``--param name=value``; values are read as YAML scalars
+(``0.9``, ``8``, ``true``, ``[margin, entropy]``). A user mistake (unknown id, policy or
+setting, a value out of range, a path that cannot be written, a model that is not available)
+ends with one line on standard error and exit status 2; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import yaml
+
+import dllm_gym
+from agents import evaluate as evaluation
+from agents.heuristics import DEFAULT_GRIDS, POLICIES, describe, make_policy
+
+ID_PREFIX = "DLLMUnmask-"
+USER_ERRORS = (ValueError, TypeError, KeyError, OSError, gym.error.Error)
+USER_ERRORS += (dllm_gym.ModelUnavailableError,)
+
+
+def parse_assignments(items: Sequence[str], flag: str) -> dict[str, Any]:
+    """``["tau=0.9", "k=4"]`` -> ``{"tau": 0.9, "k": 4}``, values as YAML scalars."""
+    parsed: dict[str, Any] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise ValueError(f"{flag}: expected name=value, got {item!r}")
+        try:
+            parsed[name] = yaml.safe_load(value)
+        except yaml.YAMLError as error:
+            raise ValueError(f"{flag}: cannot read the value of {name!r}: {value!r}") from error
+    return parsed
+
+
+def check_env_id(env_id: str) -> None:
+    if env_id not in gym.registry:
+        known = ", ".join(registered_ids())
+        raise ValueError(f"unknown environment id {env_id!r}; choose one of {known}")
+
+
+def registered_ids() -> list[str]:
+    return sorted(name for name in gym.registry if name.startswith(ID_PREFIX))
+
+
+def settings_of(env_id: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    return {**gym.spec(env_id).kwargs, **overrides}
+
+
+# -- subcommands ------------------------------------------------------------------------------
+
+
+def command_list(args: argparse.Namespace) -> None:
+    print("| id | task | model | L | block | reward | alpha |")
+    print("|---|---|---|---:|---:|---|---:|")
+    for env_id in registered_ids():
+        kw = gym.spec(env_id).kwargs
+        print(
+            f"| {env_id} | {kw['task']} | {kw['model']} | {kw['gen_length']} "
+            f"| {kw['block_length']} | {kw['reward']} | {kw['alpha']} |"
+        )
+
+
+def command_eval(args: argparse.Namespace) -> None:
+    check_env_id(args.env_id)
+    policy = make_policy(args.policy, **parse_assignments(args.param, "--param"))
+    summary = evaluation.evaluate(
+        policy,
+        args.env_id,
+        episodes=args.episodes,
+        num_envs=args.num_envs,
+        overrides=parse_assignments(args.set, "--set"),
+        out_dir=args.out,
+        progress=not args.quiet,
+        resume=args.resume,
+    )
+    print(format_summary(summary))
+    if args.out:
+        print(f"episodes and summary in {args.out}")
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    low, high = summary["accuracy_ci95"]
+    return (
+        f"{summary['env_id']} | {summary['label']} | {summary['episodes']} episodes: "
+        f"accuracy {100 * summary['accuracy']:.1f}% (95% CI {100 * low:.1f}-{100 * high:.1f}), "
+        f"mean NFE {summary['mean_nfe']:.2f}, {summary['tokens_per_nfe']:.2f} tokens/NFE, "
+        f"{summary['tokens_per_second']:.0f} tokens/s, "
+        f"{summary['seconds_per_episode']:.3f} s/episode"
+    )
+
+
+def command_sweep(args: argparse.Namespace) -> None:
+    check_env_id(args.env_id)
+    names = args.policies or list(DEFAULT_GRIDS)
+    grids = {name: list(DEFAULT_GRIDS.get(name, [{}])) for name in names}
+    for name, grid in parse_grids(args.grid).items():
+        grids[name] = grid
+    policies = [make_policy(name, **point) for name in names for point in grids[name]]
+    out = Path(args.out)
+    summaries = evaluation.sweep(
+        policies,
+        args.env_id,
+        episodes=args.episodes,
+        num_envs=args.num_envs,
+        overrides=parse_assignments(args.set, "--set"),
+        out_dir=out,
+        progress=not args.quiet,
+    )
+    title = args.title or f"{args.env_id}: accuracy against forward passes"
+    evaluation.plot_accuracy_vs_nfe(summaries, out / "pareto", title)
+    evaluation.write_tables(summaries, out / "pareto")
+    print((out / "pareto.md").read_text(), end="")
+    print(f"figure: {out / 'pareto.png'} and .svg; table: {out / 'pareto.md'} and .csv")
+
+
+def parse_grids(items: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    """``["threshold:tau=0.5,0.9"]`` -> ``{"threshold": [{"tau": 0.5}, {"tau": 0.9}]}``."""
+    grids: dict[str, list[dict[str, Any]]] = {}
+    for item in items:
+        name, sep, assignment = item.partition(":")
+        field, eq, values = assignment.partition("=")
+        if not (sep and eq and name and field and values):
+            raise ValueError(f"--grid: expected policy:name=v1,v2,..., got {item!r}")
+        if name not in POLICIES:
+            raise ValueError(f"--grid: unknown policy {name!r}; choose one of {sorted(POLICIES)}")
+        grids[name] = [{field: yaml.safe_load(v)} for v in values.split(",")]
+    return grids
+
+
+def command_play(args: argparse.Namespace) -> None:
+    check_env_id(args.env_id)
+    policy = make_policy(args.policy, **parse_assignments(args.param, "--param"))
+    overrides = parse_assignments(args.set, "--set")
+    settings = settings_of(args.env_id, overrides)
+    features = sorted(set(settings.get("obs_features") or []) | set(policy.required_features))
+    env = gym.make(args.env_id, render_mode="ansi", **{**overrides, "obs_features": features})
+    policy.configure(gen_length=settings["gen_length"], block_length=settings["block_length"])
+    obs, _ = env.reset(
+        seed=args.seed, options=None if args.index is None else {"index": args.index}
+    )
+    print(f"{describe(policy)} on {args.env_id}\n")
+    print(env.render())
+    step, done, info, reward = 0, False, {}, 0.0
+    while not done:
+        before = obs["mask"].astype(bool)
+        obs, reward, terminated, truncated, info = env.step(policy(obs))
+        step += 1
+        revealed = np.flatnonzero(before & ~obs["mask"].astype(bool))
+        print(f"step {step}: revealed positions {revealed.tolist()}")
+        print(env.render())
+        done = terminated or truncated
+    verdict = "correct" if info["correct"] else "wrong"
+    print(
+        f"answer {info['answer']!r}, reference {info['reference']!r}: {verdict}; "
+        f"NFE {info['nfe']}, reward {float(reward):.3f}"
+    )
+    env.close()
+
+
+# -- argument parsing -------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dllm-gym",
+        description="Environments where a diffusion LM is the environment: list, eval, sweep, "
+        "play.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    listing = commands.add_parser("list", help="registered ids and their settings")
+    listing.set_defaults(run=command_list)
+
+    def environment_arguments(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("env_id", help="a registered id, e.g. DLLMUnmask-Arith-v0")
+        sub.add_argument(
+            "--set", action="append", default=[], metavar="NAME=VALUE",
+            help="override an environment setting (gen_length, block_length, model, ...)",
+        )  # fmt: skip
+
+    def run_arguments(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--episodes", type=int, default=None,
+            help="problems 0..N-1 of the split (default: the whole split)",
+        )  # fmt: skip
+        sub.add_argument("--num-envs", type=int, default=32, help="rows decoded together")
+        sub.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    policy_names = sorted(POLICIES)
+    evaluating = commands.add_parser("eval", help="evaluate one policy on one id")
+    environment_arguments(evaluating)
+    evaluating.add_argument(
+        "--policy", required=True, metavar="POLICY", help=f"one of {', '.join(policy_names)}"
+    )
+    evaluating.add_argument(
+        "--param", action="append", default=[], metavar="NAME=VALUE",
+        help="a hyperparameter of the policy, e.g. tau=0.9",
+    )  # fmt: skip
+    run_arguments(evaluating)
+    evaluating.add_argument("--out", default=None, help="folder for episodes.jsonl, summary.json")
+    evaluating.add_argument(
+        "--resume", action=argparse.BooleanOptionalAction, default=True,
+        help="continue a run found in --out (default) or start it again",
+    )  # fmt: skip
+    evaluating.set_defaults(run=command_eval)
+
+    sweeping = commands.add_parser(
+        "sweep", help="policies over hyperparameter grids: accuracy-vs-NFE figure and table"
+    )
+    environment_arguments(sweeping)
+    sweeping.add_argument(
+        "--policies", nargs="+", default=None, metavar="POLICY",
+        help=f"policy families (default: all of {', '.join(policy_names)})",
+    )  # fmt: skip
+    sweeping.add_argument(
+        "--grid", action="append", default=[], metavar="POLICY:NAME=V1,V2",
+        help="replace a family's default grid, e.g. threshold:tau=0.5,0.9",
+    )  # fmt: skip
+    run_arguments(sweeping)
+    sweeping.add_argument("--out", required=True, help="folder for runs, figure and table")
+    sweeping.add_argument("--title", default=None, help="figure title")
+    sweeping.set_defaults(run=command_sweep)
+
+    playing = commands.add_parser("play", help="one episode rendered step by step")
+    environment_arguments(playing)
+    playing.add_argument(
+        "--policy", default="threshold", metavar="POLICY", help=f"one of {', '.join(policy_names)}"
+    )
+    playing.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    playing.add_argument("--index", type=int, default=None, help="problem index of the split")
+    playing.add_argument("--seed", type=int, default=0, help="seed drawing the problem")
+    playing.set_defaults(run=command_play)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.run(args)
+    except USER_ERRORS as error:
+        if args.debug:
+            raise
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"dllm-gym {args.command}: error: {message}".splitlines()[0], file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"dllm-gym {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
