@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from gymnasium.vector import AutoresetMode
+from reference_decoders import fast_dllm_threshold, llada_low_confidence
 
 import dllm_gym  # noqa: F401  (registers the ids)
 from agents.heuristics import (
@@ -434,3 +435,44 @@ def test_batched_policy_on_the_vector_env_matches_decode(reference, name, hyperp
     assert final_texts == texts
     assert np.array_equal(final_steps, unmask_steps)
     assert np.array_equal(final_nfe, nfes)
+
+
+@pytest.mark.parametrize(
+    ("name", "hyperparameters", "gen_length", "block_length"),
+    [
+        ("top_k", {"steps_per_block": 4}, 16, 4),  # one token a step
+        ("top_k", {"steps_per_block": 2}, 16, 16),  # full diffusion, 8 tokens a step
+        ("top_k", {"steps_per_block": 3}, 12, 4),  # uneven schedule: 2, 1, 1
+        ("threshold", {"tau": 0.3}, 16, 8),
+    ],
+)
+def test_policy_matches_the_reference_loops_on_a_random_model(
+    tiny_model_dir, name, hyperparameters, gen_length, block_length
+):
+    """The heuristics reproduce the independent transcriptions of LLaDA's and Fast-dLLM's
+    loops in ``reference_decoders``, on a random model whose varied predictions make every
+    choice visible."""
+    env = gym.make(
+        ARITH, model=str(tiny_model_dir), gen_length=gen_length, block_length=block_length
+    )
+    lm, task = env.unwrapped.model, ArithTask()
+    policy = make_policy(name, **hyperparameters)
+    policy.configure(gen_length=gen_length, block_length=block_length)
+    for index in range(3):
+        prompt = task.format_prompt(task.problems("test")[index].question, lm.tokenizer)
+        if name == "top_k":
+            steps = hyperparameters["steps_per_block"] * (gen_length // block_length)
+            expected, order = llada_low_confidence(lm, prompt, steps, gen_length, block_length)
+            expected_nfe = steps
+        else:
+            expected, order, expected_nfe = fast_dllm_threshold(
+                lm, prompt, hyperparameters["tau"], gen_length, block_length
+            )
+        obs, _ = env.reset(options={"index": index})
+        done = False
+        while not done:
+            obs, _, terminated, truncated, info = env.step(policy(obs))
+            done = terminated or truncated
+        assert torch.equal(env.unwrapped._state.generation[0], expected)
+        assert np.array_equal(info["unmask_step"], order.numpy())
+        assert info["nfe"] == expected_nfe
