@@ -6,6 +6,7 @@
     dllm-gym eval DLLMUnmask-Arith-v0 --policy threshold --param tau=0.9 --episodes 200
     dllm-gym sweep DLLMUnmask-Arith-v0 --episodes 200 --out runs/sweep-arith
     dllm-gym play DLLMUnmask-Arith-v0 --policy top_k --param steps_per_block=8 --index 3
+    dllm-gym train DLLMUnmask-Arith-v0 --alpha 1.0 --iterations 150 --out-dir runs/grpo
 
 Settings of the environment are overridden with ``--set name=value`` (``--set gen_length=96``),
 hyperparameters of a policy with ``--param name=value``; values are read as YAML scalars
@@ -17,6 +18,7 @@ ends with one line on standard error and exit status 2; ``--debug`` shows the tr
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,7 +30,9 @@ import yaml
 
 import dllm_gym
 from agents import evaluate as evaluation
+from agents import grpo
 from agents.heuristics import DEFAULT_GRIDS, POLICIES, describe, make_policy
+from agents.policy import LearnedPolicy
 
 ID_PREFIX = "DLLMUnmask-"
 USER_ERRORS = (ValueError, TypeError, KeyError, OSError, gym.error.Error)
@@ -47,6 +51,23 @@ def parse_assignments(items: Sequence[str], flag: str) -> dict[str, Any]:
         except yaml.YAMLError as error:
             raise ValueError(f"{flag}: cannot read the value of {name!r}: {value!r}") from error
     return parsed
+
+
+def build_policy(name: str, hyperparameters: dict[str, Any]):
+    """A heuristic by name, or ``learned`` from ``checkpoint=PATH`` (a policy folder)."""
+    if name != LearnedPolicy.name:
+        return make_policy(name, **hyperparameters)
+    settings = dict(hyperparameters)
+    checkpoint = settings.pop("checkpoint", None)
+    if checkpoint is None:
+        raise ValueError("learned: give the policy folder with --param checkpoint=PATH")
+    unknown = sorted(set(settings) - {"deterministic", "temperature", "seed"})
+    if unknown:
+        raise ValueError(
+            f"learned: unknown hyperparameter(s) {unknown}; valid hyperparameters: "
+            "['checkpoint', 'deterministic', 'seed', 'temperature']"
+        )
+    return LearnedPolicy.load(str(checkpoint), **settings)
 
 
 def check_env_id(env_id: str) -> None:
@@ -79,7 +100,7 @@ def command_list(args: argparse.Namespace) -> None:
 
 def command_eval(args: argparse.Namespace) -> None:
     check_env_id(args.env_id)
-    policy = make_policy(args.policy, **parse_assignments(args.param, "--param"))
+    policy = build_policy(args.policy, parse_assignments(args.param, "--param"))
     summary = evaluation.evaluate(
         policy,
         args.env_id,
@@ -146,7 +167,7 @@ def parse_grids(items: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
 
 def command_play(args: argparse.Namespace) -> None:
     check_env_id(args.env_id)
-    policy = make_policy(args.policy, **parse_assignments(args.param, "--param"))
+    policy = build_policy(args.policy, parse_assignments(args.param, "--param"))
     overrides = parse_assignments(args.set, "--set")
     settings = settings_of(args.env_id, overrides)
     features = sorted(set(settings.get("obs_features") or []) | set(policy.required_features))
@@ -172,6 +193,18 @@ def command_play(args: argparse.Namespace) -> None:
         f"NFE {info['nfe']}, reward {float(reward):.3f}"
     )
     env.close()
+
+
+def command_train(args: argparse.Namespace) -> None:
+    check_env_id(args.env_id)
+    names = {f.name for f in dataclasses.fields(grpo.Args)}
+    settings = grpo.Args(**{k: v for k, v in vars(args).items() if k in names})
+    last = grpo.train(settings)
+    print(
+        f"iteration {last['iteration']}: reward {last['reward']:.3f}, accuracy "
+        f"{100 * last['accuracy']:.1f}%, mean NFE {last['mean_nfe']:.2f}; policy in "
+        f"{Path(settings.out_dir) / 'policy'}, log in {Path(settings.out_dir) / 'log.csv'}"
+    )
 
 
 # -- argument parsing -------------------------------------------------------------------------
@@ -204,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--num-envs", type=int, default=32, help="rows decoded together")
         sub.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    policy_names = sorted(POLICIES)
+    policy_names = [*sorted(POLICIES), LearnedPolicy.name]
     evaluating = commands.add_parser("eval", help="evaluate one policy on one id")
     environment_arguments(evaluating)
     evaluating.add_argument(
@@ -228,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     environment_arguments(sweeping)
     sweeping.add_argument(
         "--policies", nargs="+", default=None, metavar="POLICY",
-        help=f"policy families (default: all of {', '.join(policy_names)})",
+        help=f"policy families (default: all of {', '.join(sorted(POLICIES))})",
     )  # fmt: skip
     sweeping.add_argument(
         "--grid", action="append", default=[], metavar="POLICY:NAME=V1,V2",
@@ -248,6 +281,13 @@ def build_parser() -> argparse.ArgumentParser:
     playing.add_argument("--index", type=int, default=None, help="problem index of the split")
     playing.add_argument("--seed", type=int, default=0, help="seed drawing the problem")
     playing.set_defaults(run=command_play)
+
+    training = commands.add_parser(
+        "train", help="train the learned unmasking policy with GRPO (see agents/grpo.py)"
+    )
+    training.add_argument("env_id", help="a registered id, e.g. DLLMUnmask-Arith-v0")
+    grpo.add_arguments(training, skip=("env_id",))
+    training.set_defaults(run=command_train)
     return parser
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from agents.cli import main
+from agents.policy import PolicyConfig, UnmaskingPolicyNet, save_policy
 
 ARITH = "DLLMUnmask-Arith-v0"
 
@@ -88,6 +90,8 @@ def test_sweep_writes_figure_and_table(capsys, tmp_path):
         (["eval", ARITH, "--policy", "threshold", "--param", "tau"], "expected name=value"),
         (["eval", ARITH, "--policy", "threshold", "--set", "gen_lenght=8"], "gen_lenght"),
         (["sweep", ARITH, "--grid", "threshold:tau", "--out", "x"], "--grid"),
+        (["eval", ARITH, "--policy", "learned"], "checkpoint=PATH"),
+        (["eval", ARITH, "--policy", "learned", "--param", "checkpoint=/nowhere"], "/nowhere"),
     ],
 )
 def test_user_mistakes_end_with_one_line(capsys, argv, message):
@@ -106,3 +110,15 @@ def test_an_output_path_that_cannot_be_written_is_one_line(capsys, tmp_path):
     )  # fmt: skip
     assert status == 2
     assert len(err.strip().splitlines()) == 1 and str(blocker) in err
+
+
+def test_eval_runs_a_learned_policy_checkpoint(capsys, tmp_path):
+    torch.manual_seed(0)
+    net = UnmaskingPolicyNet(PolicyConfig())
+    save_policy(net, tmp_path / "policy")
+    status, out, _ = run(
+        capsys, "eval", ARITH, "--policy", "learned", "--param",
+        f"checkpoint={tmp_path / 'policy'}", "--episodes", "4", "--num-envs", "4", "--quiet",
+    )  # fmt: skip
+    assert status == 0
+    assert "learned(deterministic=True" in out and "4 episodes" in out

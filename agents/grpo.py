@@ -1,0 +1,433 @@
+"""GRPO for the learned unmasking policy, in one readable file (CleanRL style).
+
+Group Relative Policy Optimisation as the reference paper ("Learning Unmasking Policies for
+Diffusion Language Models") trains its policy against a frozen dLLM:
+
+1. Draw ``prompts_per_iteration`` problems of the training split and run ``group_size``
+   rollouts of each on the vector env (``num_envs = prompts x group``, autoreset disabled, so
+   every step is one batched forward pass of the dLLM for all rollouts still running). At
+   each step the policy samples independent Bernoulli decisions on the active positions and
+   the log-likelihood of the step's joint decision is kept.
+2. Advantage of a rollout = its reward minus the mean reward of its group (no division by the
+   standard deviation); groups whose advantages are all zero carry no signal and are skipped.
+3. ``update_epochs`` passes over the batch with PPO's clipped ratio per step (epsilon 0.5 in
+   the paper) on the joint log-likelihood of each step's decision, no KL term; AdamW with a
+   linear warm-up and a cosine schedule, gradient-norm clipping.
+
+    python -m agents.grpo --env-id DLLMUnmask-Arith-v0 --alpha 1.0 --iterations 150 \\
+        --out-dir runs/grpo-arith
+    dllm-gym train DLLMUnmask-Arith-v0 --alpha 1.0 --iterations 150 --out-dir runs/grpo-arith
+
+Every iteration appends a row to ``log.csv`` (reward, accuracy, mean NFE, loss, ...) and, when
+the ``tensorboard`` package is installed, to TensorBoard; every ``checkpoint_every``
+iterations a checkpoint (the policy as safetensors + JSON, the optimiser and the iteration) is
+written atomically, and a run started again with the same ``out_dir`` resumes from the last
+one exactly: prompts and sampling noise are functions of (seed, iteration), not of the
+history. Uses only the public Gymnasium API and the registered ids.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium.vector import AutoresetMode
+from tqdm.auto import tqdm
+
+import dllm_gym  # noqa: F401  (registers the ids)
+from agents.policy import (
+    PolicyConfig,
+    UnmaskingPolicyNet,
+    load_policy,
+    log_prob,
+    sample,
+    save_policy,
+)
+
+
+@dataclass
+class Args:
+    """Hyperparameters of a GRPO run; each is a command-line flag (``--group-size 8``)."""
+
+    env_id: str = field(default="DLLMUnmask-Arith-v0", metadata={"help": "registered id"})
+    split: str = field(default="train", metadata={"help": "split whose problems are trained on"})
+    alpha: float = field(default=1.0, metadata={"help": "reward's NFE exponent (or weight)"})
+    reward: str = field(default="multiplicative", metadata={"help": "multiplicative or additive"})
+    seed: int = field(default=0, metadata={"help": "seeds prompts, sampling and initialisation"})
+    iterations: int = field(default=100, metadata={"help": "batches of rollouts to train on"})
+    prompts_per_iteration: int = field(default=8, metadata={"help": "prompts P per batch"})
+    group_size: int = field(default=8, metadata={"help": "rollouts G of each prompt"})
+    temperature: float = field(default=1.0, metadata={"help": "policy's sampling temperature"})
+    clip_epsilon: float = field(default=0.5, metadata={"help": "PPO ratio clip"})
+    update_epochs: int = field(default=2, metadata={"help": "optimisation passes per batch"})
+    learning_rate: float = field(default=1e-4, metadata={"help": "AdamW peak learning rate"})
+    warmup_iterations: int = field(default=10, metadata={"help": "linear warm-up, iterations"})
+    weight_decay: float = field(default=0.1, metadata={"help": "AdamW weight decay"})
+    max_grad_norm: float = field(default=0.2, metadata={"help": "gradient-norm clip"})
+    checkpoint_every: int = field(default=10, metadata={"help": "iterations between saves"})
+    out_dir: str = field(default="runs/grpo", metadata={"help": "log, checkpoints, final policy"})
+    device: str = field(default="cpu", metadata={"help": "device of the policy network"})
+    progress: bool = field(default=True, metadata={"help": "show a progress bar"})
+
+    def __post_init__(self) -> None:
+        positive = (
+            "iterations", "prompts_per_iteration", "group_size", "update_epochs",
+            "checkpoint_every",
+        )  # fmt: skip
+        for name in positive:
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.group_size < 2:
+            raise ValueError(f"group_size must be at least 2 (advantages are relative to the "
+                             f"group), got {self.group_size}")  # fmt: skip
+        for name in ("temperature", "learning_rate", "max_grad_norm", "clip_epsilon"):
+            if not float(getattr(self, name)) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0 <= self.warmup_iterations <= self.iterations:
+            raise ValueError(
+                f"warmup_iterations must be in [0, iterations={self.iterations}], "
+                f"got {self.warmup_iterations}"
+            )
+
+    @property
+    def num_envs(self) -> int:
+        return self.prompts_per_iteration * self.group_size
+
+
+# -- rollouts ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Batch:
+    """The steps of one iteration's rollouts, flattened over (step, row) pairs that ran."""
+
+    confidence: torch.Tensor  # (S, L)
+    mask: torch.Tensor  # (S, L)
+    progress: torch.Tensor  # (S, 1)
+    active: torch.Tensor  # (S, L) bool
+    action: torch.Tensor  # (S, L) int8
+    old_log_prob: torch.Tensor  # (S,)
+    row: torch.Tensor  # (S,) the rollout each step belongs to
+
+
+@dataclass
+class Rollouts:
+    batch: Batch
+    reward: np.ndarray  # (N,)
+    correct: np.ndarray  # (N,)
+    nfe: np.ndarray  # (N,)
+
+
+def as_tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(array), device=device)
+
+
+@torch.no_grad()
+def collect_rollouts(
+    net: UnmaskingPolicyNet,
+    envs: gym.vector.VectorEnv,
+    indices: list[int],
+    temperature: float,
+    generator: torch.Generator,
+) -> Rollouts:
+    """Run one episode on every row (row i on problem ``indices[i]``) with sampled actions."""
+    device = next(net.parameters()).device
+    n = envs.num_envs
+    obs, _ = envs.reset(options={"index": indices})
+    running = np.ones(n, dtype=bool)
+    reward, correct, nfe = np.zeros(n), np.zeros(n, dtype=bool), np.zeros(n, dtype=np.int64)
+    steps: list[dict[str, torch.Tensor]] = []
+    while running.any():
+        rows = torch.as_tensor(np.flatnonzero(running), device=device)
+        confidence = as_tensor(obs["confidence"], device).float()
+        mask = as_tensor(obs["mask"], device).long()
+        progress = as_tensor(obs["progress"], device).float()
+        active = as_tensor(obs["active"], device).bool()
+        logits = net(confidence, mask, progress)
+        action, step_log_prob = sample(logits, active, temperature, generator)
+        steps.append(
+            {
+                "confidence": confidence[rows], "mask": mask[rows], "progress": progress[rows],
+                "active": active[rows], "action": action[rows],
+                "old_log_prob": step_log_prob[rows], "row": rows,
+            }
+        )  # fmt: skip
+        obs, rewards, terminated, truncated, infos = envs.step(action.cpu().numpy())
+        ended = (terminated | truncated) & running
+        if ended.any():  # episode-end infos are present only in a step where one ends
+            reward[ended] = rewards[ended]
+            correct[ended] = np.asarray(infos["correct"])[ended]
+            nfe[ended] = np.asarray(infos["nfe"])[ended]
+            running &= ~ended
+    batch = Batch(**{key: torch.cat([s[key] for s in steps]) for key in steps[0]})
+    return Rollouts(batch=batch, reward=reward, correct=correct, nfe=nfe)
+
+
+def group_advantages(reward: np.ndarray, group_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Reward minus its group's mean, and which rollouts belong to a group with any signal."""
+    grouped = reward.reshape(-1, group_size)
+    advantage = grouped - grouped.mean(axis=1, keepdims=True)
+    informative = np.repeat(~np.all(np.isclose(advantage, 0.0), axis=1), group_size)
+    return advantage.reshape(-1), informative
+
+
+# -- optimisation -----------------------------------------------------------------------------
+
+
+def learning_rate_factor(step: int, warmup: int, total: int) -> float:
+    """Linear warm-up over ``warmup`` optimiser steps, then a cosine decay to 0 at ``total``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def clipped_loss(
+    net: UnmaskingPolicyNet, batch: Batch, advantage: torch.Tensor, args: Args
+) -> tuple[torch.Tensor, float]:
+    """PPO's clipped surrogate per step, averaged over the (step, rollout) pairs."""
+    logits = net(batch.confidence, batch.mask, batch.progress)
+    new_log_prob = log_prob(logits, batch.active, batch.action, args.temperature)
+    ratio = torch.exp(new_log_prob - batch.old_log_prob)
+    step_advantage = advantage[batch.row]
+    clipped = ratio.clamp(1 - args.clip_epsilon, 1 + args.clip_epsilon)
+    loss = -torch.minimum(ratio * step_advantage, clipped * step_advantage).mean()
+    clip_fraction = ((ratio - 1).abs() > args.clip_epsilon).float().mean().item()
+    return loss, clip_fraction
+
+
+def select(batch: Batch, keep: torch.Tensor) -> Batch:
+    return Batch(**{f.name: getattr(batch, f.name)[keep] for f in dataclasses.fields(Batch)})
+
+
+# -- checkpoints and logs ---------------------------------------------------------------------
+
+
+LOG_COLUMNS = (
+    "iteration", "reward", "accuracy", "mean_nfe", "loss", "clip_fraction",
+    "skipped_groups", "learning_rate", "seconds",
+)  # fmt: skip
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def save_checkpoint(
+    out_dir: Path, iteration: int, net: UnmaskingPolicyNet, optimizer, scheduler, args: Args
+) -> Path:
+    """Write ``checkpoints/iteration_XXXXX`` whole, then point ``latest.json`` at it."""
+    checkpoints = out_dir / "checkpoints"
+    final = checkpoints / f"iteration_{iteration:05d}"
+    staging = checkpoints / f".staging_{iteration:05d}"
+    shutil.rmtree(staging, ignore_errors=True)
+    save_policy(net, staging / "policy", extra={"args": dataclasses.asdict(args),
+                                                "iteration": iteration})  # fmt: skip
+    trainer = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+               "iteration": iteration}  # fmt: skip
+    torch.save(trainer, staging / "trainer.pt")
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(staging, final)
+    latest = {"iteration": iteration, "path": final.name}
+    atomic_write_bytes(out_dir / "latest.json", json.dumps(latest).encode())
+    return final
+
+
+def load_latest(out_dir: Path) -> tuple[int, Path] | None:
+    pointer = out_dir / "latest.json"
+    if not pointer.is_file():
+        return None
+    latest = json.loads(pointer.read_text())
+    return int(latest["iteration"]), out_dir / "checkpoints" / latest["path"]
+
+
+def trim_log(path: Path, iteration: int) -> None:
+    """Keep the log's rows up to ``iteration`` (rows after a checkpoint are redone on resume)."""
+    if not path.is_file():
+        return
+    with open(path, newline="") as handle:
+        rows = [r for r in csv.DictReader(handle) if int(r["iteration"]) <= iteration]
+    lines = [",".join(LOG_COLUMNS)] + [",".join(r[c] for c in LOG_COLUMNS) for r in rows]
+    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
+
+
+def check_resumable(out_dir: Path, args: Args) -> None:
+    """A run resumes only with the settings that shaped its trajectory."""
+    saved_path = out_dir / "args.json"
+    if not saved_path.is_file():
+        return
+    saved = json.loads(saved_path.read_text())
+    ignored = {"iterations", "checkpoint_every", "progress", "device", "out_dir"}
+    current = dataclasses.asdict(args)
+    different = {k: (saved.get(k), v) for k, v in current.items()
+                 if k not in ignored and saved.get(k) != v}  # fmt: skip
+    if different:
+        listed = ", ".join(f"{k}: saved {a!r}, given {b!r}" for k, (a, b) in different.items())
+        raise ValueError(f"out_dir {out_dir} holds a run with other settings ({listed}); "
+                         "use another --out-dir")  # fmt: skip
+
+
+# -- the training loop ------------------------------------------------------------------------
+
+
+def train(args: Args) -> dict[str, Any]:
+    """Train (or resume) a policy; returns the last iteration's log row."""
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    check_resumable(out_dir, args)
+    settings = json.dumps(dataclasses.asdict(args), indent=2)
+    atomic_write_bytes(out_dir / "args.json", settings.encode())
+
+    device = torch.device(args.device)
+    envs = gym.make_vec(
+        args.env_id,
+        num_envs=args.num_envs,
+        autoreset_mode=AutoresetMode.DISABLED,
+        split=args.split,
+        reward=args.reward,
+        alpha=args.alpha,
+    )
+    split_size = len(envs.unwrapped.problems)
+    torch.manual_seed(args.seed)
+    net = UnmaskingPolicyNet(PolicyConfig()).to(device)
+    optimizer = torch.optim.AdamW(
+        net.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay
+    )
+    total_steps = args.iterations * args.update_epochs
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda step: learning_rate_factor(
+            step, args.warmup_iterations * args.update_epochs, total_steps
+        ),
+    )
+    start = 0
+    latest = load_latest(out_dir)
+    if latest is not None:
+        start, path = latest
+        net.load_state_dict(load_policy(path / "policy").state_dict())
+        state = torch.load(path / "trainer.pt", map_location=device, weights_only=True)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+    trim_log(out_dir / "log.csv", start)
+    writer = tensorboard_writer(out_dir)
+    envs.reset(seed=args.seed)
+
+    row: dict[str, Any] = {}
+    bar = tqdm(range(start, args.iterations), disable=not args.progress, desc="GRPO",
+               initial=start, total=args.iterations)  # fmt: skip
+    for iteration in bar:
+        started = time.perf_counter()
+        rng = np.random.default_rng([args.seed, iteration])
+        prompts = rng.choice(split_size, size=args.prompts_per_iteration, replace=False)
+        indices = np.repeat(prompts, args.group_size).tolist()
+        generator = torch.Generator(device=device).manual_seed(args.seed * 1_000_003 + iteration)
+        rollouts = collect_rollouts(net, envs, indices, args.temperature, generator)
+
+        advantage, informative = group_advantages(rollouts.reward, args.group_size)
+        advantage_t = torch.as_tensor(advantage, dtype=torch.float32, device=device)
+        keep = torch.as_tensor(informative, device=device)[rollouts.batch.row]
+        losses, clip_fractions = [], []
+        for _ in range(args.update_epochs):
+            if keep.any():
+                loss, clip_fraction = clipped_loss(
+                    net, select(rollouts.batch, keep), advantage_t, args
+                )
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(net.parameters(), args.max_grad_norm)
+                optimizer.step()
+                losses.append(loss.item())
+                clip_fractions.append(clip_fraction)
+            scheduler.step()
+
+        row = {
+            "iteration": iteration + 1,
+            "reward": float(rollouts.reward.mean()),
+            "accuracy": float(rollouts.correct.mean()),
+            "mean_nfe": float(rollouts.nfe.mean()),
+            "loss": float(np.mean(losses)) if losses else 0.0,
+            "clip_fraction": float(np.mean(clip_fractions)) if clip_fractions else 0.0,
+            "skipped_groups": int((~informative).sum() // args.group_size),
+            "learning_rate": optimizer.param_groups[0]["lr"],
+            "seconds": time.perf_counter() - started,
+        }
+        append_log(out_dir / "log.csv", row, writer)
+        bar.set_postfix(reward=f"{row['reward']:.3f}", acc=f"{row['accuracy']:.2f}",
+                        nfe=f"{row['mean_nfe']:.1f}")  # fmt: skip
+        if (iteration + 1) % args.checkpoint_every == 0 or iteration + 1 == args.iterations:
+            save_checkpoint(out_dir, iteration + 1, net, optimizer, scheduler, args)
+    if (out_dir / "latest.json").is_file():
+        _, path = load_latest(out_dir)
+        shutil.rmtree(out_dir / "policy", ignore_errors=True)
+        shutil.copytree(path / "policy", out_dir / "policy")
+    envs.close()
+    if writer is not None:
+        writer.close()
+    return row
+
+
+def append_log(path: Path, row: dict[str, Any], writer) -> None:
+    new = not path.is_file()
+    with open(path, "a", newline="") as handle:
+        if new:
+            handle.write(",".join(LOG_COLUMNS) + "\n")
+        handle.write(",".join(f"{row[c]:.6g}" if isinstance(row[c], float) else str(row[c])
+                              for c in LOG_COLUMNS) + "\n")  # fmt: skip
+        handle.flush()
+        os.fsync(handle.fileno())
+    if writer is not None:
+        for name in LOG_COLUMNS[1:]:
+            writer.add_scalar(f"grpo/{name}", row[name], row["iteration"])
+
+
+def tensorboard_writer(out_dir: Path):
+    """A TensorBoard writer when the ``tensorboard`` package is installed, else None."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(out_dir / "tensorboard"))
+
+
+def add_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """One flag per field of :class:`Args` (``--group-size``), typed and documented."""
+    for f in dataclasses.fields(Args):
+        if f.name in skip:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(f.default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default,
+                                help=f.metadata["help"])  # fmt: skip
+        else:
+            parser.add_argument(flag, type=type(f.default), default=f.default,
+                                help=f"{f.metadata['help']} (default: {f.default})")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_arguments(parser)
+    namespace = parser.parse_args()
+    print(train(Args(**vars(namespace))))
+
+
+if __name__ == "__main__":
+    main()
