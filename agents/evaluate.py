@@ -499,8 +499,8 @@ def plot_accuracy_vs_nfe(
     summaries: Sequence[Mapping[str, Any]], path_stem: str | Path, title: str
 ) -> tuple[Path, Path]:
     """Accuracy (%, with 95% CI bars) against mean NFE, one line per policy family, the
-    Pareto front dashed with its points ringed (log NFE axis when NFE spans 8 times or more);
-    written to ``path_stem.png`` and ``.svg``; returns both paths."""
+    Pareto front dashed with its points ringed and named (log NFE axis when NFE spans 8 times
+    or more); written to ``path_stem.png`` and ``.svg``; returns both paths."""
     if not summaries:
         raise ValueError("plot_accuracy_vs_nfe: no summaries to plot")
     try:
@@ -514,8 +514,9 @@ def plot_accuracy_vs_nfe(
     for summary in summaries:
         families.setdefault(summary["policy"], []).append(summary)
     rc = {"font.size": 12, "axes.titlesize": 14, "legend.fontsize": 11, "svg.fonttype": "none"}
+    on_front = {id(summaries[i]) for i in pareto_front(_points(summaries))}
     with matplotlib.rc_context(rc):
-        figure = Figure(figsize=(8, 5.5), layout="constrained")
+        figure = Figure(figsize=(9.5, 5.5), layout="constrained")
         ax = figure.add_subplot()
         for name, group in families.items():
             group = sorted(group, key=lambda s: float(s["mean_nfe"]))
@@ -528,8 +529,9 @@ def plot_accuracy_vs_nfe(
                 capsize=3, label=name,
             )  # fmt: skip
             for xi, yi, summary in zip(x, y, group, strict=True):
+                # Only the front's points are named (the table names every point).
                 text = _format_hyperparameters(summary.get("hyperparameters") or {})
-                if text:
+                if text and id(summary) in on_front:
                     ax.annotate(
                         text, (xi, yi), xytext=(9, 3), textcoords="offset points", fontsize=8,
                         alpha=0.8,
@@ -553,7 +555,7 @@ def plot_accuracy_vs_nfe(
         ax.set_ylabel("accuracy (%)")
         ax.set_title(title)
         ax.grid(alpha=0.3)
-        ax.legend(loc="lower right")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: never over data
         png, svg = _output_path(path_stem, ".png"), _output_path(path_stem, ".svg")
         figure.savefig(png, dpi=150)
         figure.savefig(svg)
