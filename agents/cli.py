@@ -35,8 +35,9 @@ from agents.heuristics import DEFAULT_GRIDS, POLICIES, describe, make_policy
 from agents.policy import LearnedPolicy
 
 ID_PREFIX = "DLLMUnmask-"
-USER_ERRORS = (ValueError, TypeError, KeyError, OSError, gym.error.Error)
-USER_ERRORS += (dllm_gym.ModelUnavailableError,)
+USER_ERRORS = (
+    ValueError, TypeError, KeyError, OSError, gym.error.Error, dllm_gym.ModelUnavailableError,
+)  # fmt: skip
 
 
 def parse_assignments(items: Sequence[str], flag: str) -> dict[str, Any]:

@@ -29,9 +29,7 @@ import csv
 import dataclasses
 import json
 import math
-import os
 import re
-import tempfile
 import time
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
@@ -44,6 +42,7 @@ from gymnasium.vector import AutoresetMode
 from tqdm import tqdm
 
 import dllm_gym  # noqa: F401  (registers the ids)
+from agents.files import write_atomic
 
 EPISODES_FILE = "episodes.jsonl"
 SUMMARY_FILE = "summary.json"
@@ -406,23 +405,13 @@ def read_episodes(path: str | Path) -> dict[int, dict[str, Any]]:
 
 
 def _write_json_atomic(path: Path, value: Any) -> None:
-    """Write ``value`` as JSON to a temporary file beside ``path``, then rename it."""
+    """Write ``value`` as JSON so that a reader never sees half of it."""
     try:
-        handle, temporary = tempfile.mkstemp(
-            dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
-        )
+        write_atomic(path, (json.dumps(value, indent=2) + "\n").encode("utf-8"))
     except OSError as error:
         raise OSError(
             error.errno, f"{str(path.parent)!r} cannot be written: {error.strerror or error}"
         ) from error
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            json.dump(value, file, indent=2)
-            file.write("\n")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 # -- sweeps ----------------------------------------------------------------------------------

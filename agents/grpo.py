@@ -47,6 +47,7 @@ from gymnasium.vector import AutoresetMode
 from tqdm.auto import tqdm
 
 import dllm_gym  # noqa: F401  (registers the ids)
+from agents.files import write_atomic
 from agents.policy import (
     PolicyConfig,
     UnmaskingPolicyNet,
@@ -221,15 +222,6 @@ LOG_COLUMNS = (
 )  # fmt: skip
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
 def save_checkpoint(
     out_dir: Path, iteration: int, net: UnmaskingPolicyNet, optimizer, scheduler, args: Args
 ) -> Path:
@@ -246,7 +238,7 @@ def save_checkpoint(
     shutil.rmtree(final, ignore_errors=True)
     os.replace(staging, final)
     latest = {"iteration": iteration, "path": final.name}
-    atomic_write_bytes(out_dir / "latest.json", json.dumps(latest).encode())
+    write_atomic(out_dir / "latest.json", json.dumps(latest).encode())
     return final
 
 
@@ -265,7 +257,7 @@ def trim_log(path: Path, iteration: int) -> None:
     with open(path, newline="") as handle:
         rows = [r for r in csv.DictReader(handle) if int(r["iteration"]) <= iteration]
     lines = [",".join(LOG_COLUMNS)] + [",".join(r[c] for c in LOG_COLUMNS) for r in rows]
-    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
+    write_atomic(path, ("\n".join(lines) + "\n").encode())
 
 
 def check_resumable(out_dir: Path, args: Args) -> None:
@@ -293,7 +285,7 @@ def train(args: Args) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     check_resumable(out_dir, args)
     settings = json.dumps(dataclasses.asdict(args), indent=2)
-    atomic_write_bytes(out_dir / "args.json", settings.encode())
+    write_atomic(out_dir / "args.json", settings.encode())
 
     device = torch.device(args.device)
     envs = gym.make_vec(
@@ -327,7 +319,6 @@ def train(args: Args) -> dict[str, Any]:
         scheduler.load_state_dict(state["scheduler"])
     trim_log(out_dir / "log.csv", start)
     writer = tensorboard_writer(out_dir)
-    envs.reset(seed=args.seed)
 
     row: dict[str, Any] = {}
     bar = tqdm(range(start, args.iterations), disable=not args.progress, desc="GRPO",

@@ -38,8 +38,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import InitVar, asdict, dataclass, field, fields
 from pathlib import Path
@@ -51,6 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from agents.files import write_atomic
 from agents.heuristics import _check_int, _check_real
 
 __all__ = [
@@ -436,20 +435,6 @@ class LearnedPolicy:
 
 
 # ------------------------------------------------------------------------------ checkpoints
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def save_policy(
     net: UnmaskingPolicyNet, path: str | Path, extra: Mapping[str, Any] | None = None
 ) -> Path:
@@ -473,8 +458,8 @@ def save_policy(
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     weights = safetensors.torch.save(tensors, metadata={"format": "pt"})
-    _write_atomic(folder / WEIGHTS_FILE, weights)
-    _write_atomic(folder / CONFIG_FILE, text.encode("utf-8"))
+    write_atomic(folder / WEIGHTS_FILE, weights)
+    write_atomic(folder / CONFIG_FILE, text.encode("utf-8"))
     return folder
 
 
