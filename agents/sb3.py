@@ -16,6 +16,17 @@ terminated | truncated``, a list of per-env info dicts with ``terminal_observati
     venv = VecMonitor(SB3VecEnv("DLLMUnmask-Arith-v0", num_envs=16))
     PPO("MultiInputPolicy", venv, n_steps=64).learn(4096)
 
+The learned policy's network as an SB3 policy: :class:`UnmaskingActorCriticPolicy`, whose
+Bernoulli logits are :class:`agents.policy.UnmaskingPolicyNet`'s (one per position), and
+:class:`UnmaskingFeaturesExtractor`, that network as a features extractor for any SB3 policy:
+
+    from agents.sb3 import UnmaskingActorCriticPolicy
+
+    model = PPO(UnmaskingActorCriticPolicy, venv, n_steps=64)  # or, from a GRPO checkpoint:
+    kwargs = {"features_extractor_kwargs": {"checkpoint": "runs/grpo/policy"}}
+    model = PPO(UnmaskingActorCriticPolicy, venv, policy_kwargs=kwargs)
+    save_policy(model.policy.unmasking_net, "runs/ppo/policy")  # for LearnedPolicy, `dllm-gym eval`
+
 Uses only the public Gymnasium API and the registered ids; needs ``stable-baselines3``
 (``pip install "dllm-gym[sb3]"``).
 """
@@ -23,13 +34,23 @@ Uses only the public Gymnasium API and the registered ids; needs ``stable-baseli
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
+from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
+from torch import nn
+
+from agents.policy import PolicyConfig, UnmaskingPolicyNet, load_policy
 
 try:
+    from stable_baselines3.common.policies import MultiInputActorCriticPolicy
+    from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+    from stable_baselines3.common.type_aliases import Schedule
     from stable_baselines3.common.vec_env import VecEnv
 except ImportError as error:  # pragma: no cover - exercised only without the extra
     raise ImportError("agents.sb3 needs stable-baselines3: pip install 'dllm-gym[sb3]'") from error
@@ -130,3 +151,211 @@ def _per_env(infos: dict[str, Any], num_envs: int) -> list[dict[str, Any]]:
         for row in np.flatnonzero(present):
             per_env[row][key] = values[row] if nested is None else nested[row]
     return per_env
+
+
+# ------------------------------------------------------------------------------ the policy network
+class UnmaskingFeaturesExtractor(BaseFeaturesExtractor):
+    """:class:`agents.policy.UnmaskingPolicyNet` as an SB3 features extractor.
+
+    Reads ``confidence`` ``(B, L)``, ``mask`` ``(B, L)`` (a float, > 0.5 = masked) and
+    ``progress`` ``(B, 1)`` of SB3's preprocessed Dict observation (other keys are ignored)
+    and returns ``(B, L + d)`` features: the network's ``L`` reveal logits, then the mean over
+    positions of the ``d``-wide per-position features its output ``Linear`` reads (captured by
+    a pre-hook on ``net.head`` during the network's own forward, so the logits are exactly
+    ``net(confidence, mask, progress)``). :class:`UnmaskingActorCriticPolicy` turns the first
+    part into the action logits and the second into the value.
+
+    With another SB3 policy (``"MultiInputPolicy"``), pass ``ortho_init=False`` in
+    ``policy_kwargs``: SB3's orthogonal initialisation would overwrite the network's own
+    (adaLN-Zero, output bias -2).
+
+    Args:
+        observation_space: the environment's Dict observation space.
+        config: the network's hyperparameters (``PolicyConfig()`` by default).
+        checkpoint: a folder written by :func:`agents.policy.save_policy` to start from (its
+            config is used; ``config`` must then be None or the same). It is read whenever the
+            policy is built, ``PPO.load`` included.
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Dict,
+        config: PolicyConfig | None = None,
+        checkpoint: str | Path | None = None,
+    ) -> None:
+        length = _generation_length(observation_space)
+        if checkpoint is not None:
+            net = load_policy(checkpoint)
+            if config is not None and config != net.config:
+                raise ValueError(
+                    f"UnmaskingFeaturesExtractor: config {config} differs from the config of "
+                    f"checkpoint {str(checkpoint)!r}, {net.config}; pass one of them"
+                )
+        else:
+            net = UnmaskingPolicyNet(config)
+        if length > net.config.max_length:
+            raise ValueError(
+                f"UnmaskingFeaturesExtractor: observations of length {length} exceed the "
+                f"network's max_length={net.config.max_length}"
+            )
+        super().__init__(observation_space, features_dim=length + net.config.d_model)
+        self.length = length
+        self.net = net
+
+    def logits_and_features(
+        self, observations: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, L)`` reveal logits and the ``(B, L, d)`` per-position features they are read
+        from."""
+        captured: list[torch.Tensor] = []
+        handle = self.net.head.register_forward_pre_hook(
+            lambda _module, args: captured.append(args[0])
+        )
+        try:
+            logits = self.net(
+                observations["confidence"], observations["mask"] > 0.5, observations["progress"]
+            )
+        finally:
+            handle.remove()
+        return logits, captured[-1]
+
+    def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``(B, L + d)``: the logits, then the per-position features averaged over positions."""
+        logits, features = self.logits_and_features(observations)
+        return torch.cat([logits, features.mean(dim=1)], dim=-1)
+
+
+class UnmaskingLatents(nn.Module):
+    """SB3's ``mlp_extractor`` for :class:`UnmaskingActorCriticPolicy`: splits the features
+    of :class:`UnmaskingFeaturesExtractor`. The actor's latent is the ``L`` logits, unchanged;
+    the critic's is an MLP (``value_arch`` widths, ``activation_fn``) of the pooled
+    features."""
+
+    def __init__(
+        self,
+        length: int,
+        features_dim: int,
+        value_arch: Sequence[int],
+        activation_fn: type[nn.Module],
+    ) -> None:
+        super().__init__()
+        self.length = length
+        layers: list[nn.Module] = []
+        width = features_dim - length
+        for hidden in value_arch:
+            layers += [nn.Linear(width, hidden), activation_fn()]
+            width = hidden
+        self.value_net = nn.Sequential(*layers)
+        self.latent_dim_pi = length
+        self.latent_dim_vf = width
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.forward_actor(features), self.forward_critic(features)
+
+    def forward_actor(self, features: torch.Tensor) -> torch.Tensor:
+        return features[:, : self.length]
+
+    def forward_critic(self, features: torch.Tensor) -> torch.Tensor:
+        return self.value_net(features[:, self.length :])
+
+
+class UnmaskingActorCriticPolicy(MultiInputActorCriticPolicy):
+    """An SB3 actor-critic policy (PPO, A2C) whose actor is
+    :class:`agents.policy.UnmaskingPolicyNet`.
+
+    The ``MultiBinary(L)`` action is ``Bernoulli(sigmoid(logit))`` per position, with the
+    network's per-position logits as they are (``action_net`` is the identity, not a
+    ``Linear`` over the sequence); it is drawn on every position, and the env ignores the
+    inactive ones. The critic is an MLP (``net_arch["vf"]``, default ``[64, 64]``, with
+    ``activation_fn``) of the network's per-position features averaged over positions, then
+    ``Linear(., 1)``. The features extractor, :class:`UnmaskingFeaturesExtractor`
+    (``features_extractor_kwargs``: ``config``, ``checkpoint``), is shared by actor and critic
+    by default; ``share_features_extractor=False`` gives the critic its own copy of the
+    network. ``ortho_init`` (SB3's default) initialises only the critic: the network keeps
+    its own initialisation. ``predict(obs, deterministic=True)`` reveals the positions with
+    logit > 0 (the env's ``empty_action`` applies when there is none).
+
+        model = PPO(UnmaskingActorCriticPolicy, venv, policy_kwargs={"net_arch": {"vf": [64]}})
+
+    ``net_arch`` is ``{"vf": [...]}`` or a list (the critic's widths); the actor has no MLP of
+    its own (``net_arch["pi"]`` must be empty).
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Dict,
+        action_space: spaces.Space,
+        lr_schedule: Schedule,
+        net_arch: list[int] | dict[str, list[int]] | None = None,
+        activation_fn: type[nn.Module] = nn.Tanh,
+        *args: Any,
+        **kwargs: Any,
+    ) -> None:
+        length = _generation_length(observation_space)
+        if not (isinstance(action_space, spaces.MultiBinary) and action_space.shape == (length,)):
+            raise ValueError(
+                f"UnmaskingActorCriticPolicy: expected the action space MultiBinary({length}), "
+                f"got {action_space}"
+            )
+        if net_arch is None:
+            net_arch = {"pi": [], "vf": [64, 64]}
+        elif isinstance(net_arch, dict):
+            if net_arch.get("pi"):
+                raise ValueError(
+                    f"UnmaskingActorCriticPolicy: net_arch['pi'] must be empty (the actor is "
+                    f"the UnmaskingPolicyNet), got {net_arch['pi']}"
+                )
+            net_arch = {"pi": [], "vf": list(net_arch.get("vf", []))}
+        else:
+            net_arch = {"pi": [], "vf": list(net_arch)}
+        extractor = kwargs.setdefault("features_extractor_class", UnmaskingFeaturesExtractor)
+        if not (isinstance(extractor, type) and issubclass(extractor, UnmaskingFeaturesExtractor)):
+            raise ValueError(
+                f"UnmaskingActorCriticPolicy: features_extractor_class must be "
+                f"UnmaskingFeaturesExtractor or a subclass, got {extractor}"
+            )
+        self.length = length
+        super().__init__(
+            observation_space, action_space, lr_schedule, net_arch, activation_fn, *args, **kwargs
+        )
+
+    @property
+    def unmasking_net(self) -> UnmaskingPolicyNet:
+        """The actor's network (shared, not copied), e.g. for :func:`agents.policy.save_policy`
+        and :class:`agents.policy.LearnedPolicy`."""
+        return self.pi_features_extractor.net
+
+    def _build_mlp_extractor(self) -> None:
+        self.mlp_extractor = UnmaskingLatents(
+            self.length, self.features_dim, self.net_arch["vf"], self.activation_fn
+        )
+
+    def _build(self, lr_schedule: Schedule) -> None:
+        self._build_mlp_extractor()
+        self.action_net = nn.Identity()  # the network's logits are the Bernoulli logits
+        self.value_net = nn.Linear(self.mlp_extractor.latent_dim_vf, 1)
+        if self.ortho_init:  # SB3's gains, on the critic only
+            self.mlp_extractor.apply(partial(self.init_weights, gain=np.sqrt(2)))
+            self.value_net.apply(partial(self.init_weights, gain=1))
+        self.optimizer = self.optimizer_class(
+            self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs
+        )
+
+
+def _generation_length(observation_space: spaces.Space) -> int:
+    """``L`` of an unmasking env's Dict observation space, checked."""
+    keys = ("confidence", "mask", "progress")
+    if not isinstance(observation_space, spaces.Dict) or any(
+        key not in observation_space.spaces for key in keys
+    ):
+        raise ValueError(
+            f"expected an unmasking env's Dict observation space with keys {keys}, got "
+            f"{observation_space}"
+        )
+    shape = observation_space["confidence"].shape
+    if shape is None or len(shape) != 1 or observation_space["mask"].shape != shape:
+        raise ValueError(
+            f"expected confidence and mask of one shape (L,), got {shape} and "
+            f"{observation_space['mask'].shape}"
+        )
+    return int(shape[0])
