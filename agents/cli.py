@@ -32,7 +32,7 @@ import dllm_gym
 from agents import evaluate as evaluation
 from agents import grpo
 from agents.heuristics import DEFAULT_GRIDS, POLICIES, describe, make_policy
-from agents.policy import LearnedPolicy
+from agents.policy import LearnedPolicy, shipped_checkpoint
 
 ID_PREFIX = "DLLMUnmask-"
 USER_ERRORS = (
@@ -54,14 +54,21 @@ def parse_assignments(items: Sequence[str], flag: str) -> dict[str, Any]:
     return parsed
 
 
-def build_policy(name: str, hyperparameters: dict[str, Any]):
-    """A heuristic by name, or ``learned`` from ``checkpoint=PATH`` (a policy folder)."""
+def build_policy(name: str, hyperparameters: dict[str, Any], env_id: str | None = None):
+    """A heuristic by name, or ``learned`` from ``checkpoint=PATH`` (a policy folder) or
+    ``checkpoint=shipped`` (the policy shipped for ``env_id``)."""
     if name != LearnedPolicy.name:
         return make_policy(name, **hyperparameters)
     settings = dict(hyperparameters)
     checkpoint = settings.pop("checkpoint", None)
     if checkpoint is None:
-        raise ValueError("learned: give the policy folder with --param checkpoint=PATH")
+        raise ValueError(
+            "learned: give the policy folder with --param checkpoint=PATH (or =shipped)"
+        )
+    if checkpoint == "shipped":
+        if env_id is None:
+            raise ValueError("learned: checkpoint=shipped needs the env id")
+        checkpoint = shipped_checkpoint(env_id)
     unknown = sorted(set(settings) - {"deterministic", "temperature", "seed"})
     if unknown:
         raise ValueError(
@@ -101,7 +108,7 @@ def command_list(args: argparse.Namespace) -> None:
 
 def command_eval(args: argparse.Namespace) -> None:
     check_env_id(args.env_id)
-    policy = build_policy(args.policy, parse_assignments(args.param, "--param"))
+    policy = build_policy(args.policy, parse_assignments(args.param, "--param"), args.env_id)
     summary = evaluation.evaluate(
         policy,
         args.env_id,
@@ -168,7 +175,7 @@ def parse_grids(items: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
 
 def command_play(args: argparse.Namespace) -> None:
     check_env_id(args.env_id)
-    policy = build_policy(args.policy, parse_assignments(args.param, "--param"))
+    policy = build_policy(args.policy, parse_assignments(args.param, "--param"), args.env_id)
     overrides = parse_assignments(args.set, "--set")
     settings = settings_of(args.env_id, overrides)
     features = sorted(set(settings.get("obs_features") or []) | set(policy.required_features))

@@ -3,7 +3,8 @@
 mask flags, conditioned on decoding progress, and gives one reveal logit per position.
 
 - :class:`PolicyConfig`, :class:`UnmaskingPolicyNet`: the network. Per position, confidence
-  (``Linear(1, d)``) plus mask flag (``Embedding(2, d)``); progress (NFE / L) by a sinusoidal
+  (``Linear(1, d)`` of its log-odds by default, see ``PolicyConfig.confidence_input``) plus mask
+  flag (``Embedding(2, d)``); progress (NFE / L) by a sinusoidal
   embedding and an MLP to a conditioning vector, applied through adaLN-Zero (DiT, Peebles &
   Xie 2023, "Scalable Diffusion Models with Transformers", arXiv:2212.09748); one
   bidirectional self-attention block with rotary positions; a modulated final LayerNorm and
@@ -67,12 +68,20 @@ __all__ = [
     "read_config",
     "sample",
     "save_policy",
+    "shipped_checkpoint",
 ]
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+# Trained policies shipped with the package, one folder per registered id (see its README.md).
+SHIPPED_DIR = Path(__file__).resolve().parent / "checkpoints"
 # What the network reads, in order; a checkpoint with another layout is refused on load.
 OBSERVATION_LAYOUT: dict[str, Any] = {"inputs": ["confidence", "mask", "progress"], "version": 1}
+
+
+CONFIDENCE_INPUTS = ("log_odds", "probability")
+LOG_ODDS_EPS = 1e-6  # confidence is clamped to [eps, 1 - eps] before log-odds (|x| <= 13.8)
+LOG_ODDS_SCALE = 0.25  # log-odds are multiplied by this (|x| <= 3.5, like the mask embedding)
 
 
 # ------------------------------------------------------------------------------ config
@@ -96,6 +105,12 @@ class PolicyConfig:
     """Initial bias of the output logit: sigmoid(-2) = 0.12, the policy starts slow."""
     rope_theta: float = 10000.0
     """Base of the rotary position embedding frequencies."""
+    confidence_input: str = "log_odds"
+    """What ``Linear(1, d)`` reads: ``"log_odds"``, ``log(c / (1 - c)) / 4`` with ``c`` clamped
+    to ``[1e-6, 1 - 1e-6]`` (thresholds 0.9 / 0.99 / 0.999 lie 0.6 apart, so one weight can
+    separate them), or ``"probability"``, ``c`` itself as in the paper (where 0.9 and 0.999
+    differ by 0.1: on the embedded model, whose confidences crowd near 1, GRPO then learned a
+    global reveal rate that ignored confidence)."""
 
     def __post_init__(self) -> None:
         for name in ("d_model", "num_heads", "ff_dim", "max_length", "progress_frequencies"):
@@ -111,6 +126,11 @@ class PolicyConfig:
         if self.progress_frequencies % 2:
             raise ValueError(
                 f"PolicyConfig: progress_frequencies must be even, got {self.progress_frequencies}"
+            )
+        if self.confidence_input not in CONFIDENCE_INPUTS:
+            raise ValueError(
+                f"PolicyConfig: confidence_input must be one of {CONFIDENCE_INPUTS}, got "
+                f"{self.confidence_input!r}"
             )
 
 
@@ -218,10 +238,10 @@ class UnmaskingPolicyNet(nn.Module):
 
     def embed(self, confidence: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(B, L) confidence and mask -> (B, L, d) input embedding (their sum)."""
-        weight = self.confidence_embed.weight
-        return self.confidence_embed(confidence.to(weight.dtype)[..., None]) + self.mask_embed(
-            mask.long()
-        )
+        value = confidence.to(self.confidence_embed.weight.dtype)
+        if self.config.confidence_input == "log_odds":
+            value = torch.logit(value, eps=LOG_ODDS_EPS) * LOG_ODDS_SCALE
+        return self.confidence_embed(value[..., None]) + self.mask_embed(mask.long())
 
     def condition(self, progress: torch.Tensor) -> torch.Tensor:
         """(B, 1) or (B,) progress -> (B, d) conditioning vector."""
@@ -496,6 +516,17 @@ def read_config(path: str | Path) -> tuple[PolicyConfig, dict[str, Any]]:
     except ValueError as error:
         raise ValueError(f"{where}: {error}") from None
     return config, extra
+
+
+def shipped_checkpoint(env_id: str) -> Path:
+    """The folder of the learned policy shipped for the registered id ``env_id`` (trained on
+    it with :mod:`agents.grpo`; ``agents/checkpoints/README.md`` says how); a ValueError lists
+    the ids that have one when ``env_id`` does not."""
+    folder = SHIPPED_DIR / str(env_id)
+    if not (folder / CONFIG_FILE).is_file():
+        shipped = sorted(p.parent.name for p in SHIPPED_DIR.glob(f"*/{CONFIG_FILE}"))
+        raise ValueError(f"no shipped learned policy for {env_id!r}; shipped for: {shipped}")
+    return folder
 
 
 def load_policy(path: str | Path, device: torch.device | str = "cpu") -> UnmaskingPolicyNet:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -79,6 +80,24 @@ def test_default_config_and_length_limit():
         small(*_inputs(length=5))
     with pytest.raises(ValueError, match="even"):
         PolicyConfig(d_model=6, num_heads=2)
+
+
+def test_confidence_input_encodings():
+    confidence, mask, _ = _inputs()
+    confidence[0, :4] = torch.tensor([0.0, 1.0, 0.9, 0.999])
+    torch.manual_seed(0)
+    log_odds = UnmaskingPolicyNet(SMALL)
+    torch.manual_seed(0)
+    raw = UnmaskingPolicyNet(dataclasses.replace(SMALL, confidence_input="probability"))
+    assert SMALL.confidence_input == "log_odds"
+    value = torch.log(confidence.clamp(1e-6, 1 - 1e-6) / (1 - confidence.clamp(1e-6, 1 - 1e-6)))
+    expected = log_odds.confidence_embed((value / 4)[..., None]) + log_odds.mask_embed(mask.long())
+    torch.testing.assert_close(log_odds.embed(confidence, mask), expected)
+    expected = raw.confidence_embed(confidence[..., None]) + raw.mask_embed(mask.long())
+    torch.testing.assert_close(raw.embed(confidence, mask), expected)
+    assert log_odds.embed(confidence, mask).isfinite().all()  # 0 and 1 are clamped
+    with pytest.raises(ValueError, match="confidence_input must be one of"):
+        PolicyConfig(confidence_input="logit")
 
 
 def test_bidirectional_and_conditioned():
