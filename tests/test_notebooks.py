@@ -1,0 +1,155 @@
+"""Every notebook in ``notebooks/`` runs top to bottom, at its quick setting, on the CPU.
+
+Each notebook is executed by nbclient in a fresh ``python3`` kernel (ipykernel is in the dev
+extra: a missing kernel fails, it is not skipped), in a temporary working directory, with
+``DLLM_GYM_NOTEBOOK_RESULTS`` naming a temporary JSON file. A notebook writes its key numbers
+there; their ranges are checked for any notebook that writes them (accuracies in [0, 100],
+mean NFE in [1, L]), and the notebooks listed in ``CHECKS`` must write them and pass checks of
+their own. Committed notebooks carry no outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import numpy as np
+import pytest
+from nbclient import NotebookClient
+
+from agents.heuristics import POLICIES
+
+NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
+CELL_TIMEOUT_S = 600  # one cell; the quick settings take well under two minutes in all
+# Parameters that would switch a notebook to its slower run or make it write into the repo.
+FULL_RUN_VARIABLES = (
+    "DLLM_GYM_NOTEBOOK_FULL",
+    "DLLM_GYM_NOTEBOOK_EPISODES",
+    "DLLM_GYM_NOTEBOOK_ALL_GRID_POINTS",
+    "DLLM_GYM_NOTEBOOK_SAVE_FIGURES",
+)
+
+
+def test_notebooks_are_found():
+    names = {path.stem for path in NOTEBOOKS}
+    assert {"01_unmasking_as_an_mdp", "02_heuristics_ablation"} <= names
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
+def test_committed_notebook_has_no_outputs(path: Path):
+    notebook = nbformat.read(path, as_version=4)
+    nbformat.validate(notebook)
+    for index, cell in enumerate(notebook.cells):
+        if cell.cell_type == "code":
+            assert cell.outputs == [], f"{path.name}, cell {index}: strip the outputs"
+            assert cell.execution_count is None, f"{path.name}, cell {index}: strip the count"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
+def test_notebook_runs(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    for name in FULL_RUN_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    results_file = tmp_path / "results.json"
+    monkeypatch.setenv("DLLM_GYM_NOTEBOOK_RESULTS", str(results_file))
+    # One torch thread: the embedded model is small, and on a 2-core machine shared with
+    # another job two threads were measured 3 times slower than one.
+    monkeypatch.setenv("DLLM_GYM_NOTEBOOK_THREADS", "1")
+    workdir = tmp_path / "cwd"
+    workdir.mkdir()
+
+    notebook = nbformat.read(path, as_version=4)
+    client = NotebookClient(
+        notebook,
+        kernel_name="python3",
+        timeout=CELL_TIMEOUT_S,
+        resources={"metadata": {"path": str(workdir)}},
+    )
+    start = time.perf_counter()
+    client.execute()  # raises CellExecutionError, with the traceback, on any error
+    print(f"{path.name}: {time.perf_counter() - start:.0f} s")
+
+    assert not any(workdir.iterdir()), "a notebook wrote into its working directory"
+    check = CHECKS.get(path.stem)
+    if check is not None:
+        assert results_file.exists(), f"{path.name} wrote no results to DLLM_GYM_NOTEBOOK_RESULTS"
+    if results_file.exists():
+        results = json.loads(results_file.read_text())
+        check_runs(results.get("runs", []))
+        if check is not None:
+            check(results)
+
+
+# -- checks of the key numbers ---------------------------------------------------------------
+
+
+def check_runs(runs: list[dict[str, Any]]) -> None:
+    """Any notebook's evaluation runs: accuracy a percentage, mean NFE between 1 and L."""
+    for run in runs:
+        assert 0 <= run["accuracy_pct"] <= 100, run
+        assert 1 <= run["mean_nfe"] <= run["gen_length"], run
+        if "ci95_pct" in run:
+            low, high = run["ci95_pct"]
+            assert low <= run["accuracy_pct"] <= high, run
+
+
+def check_unmasking_as_an_mdp(results: dict[str, Any]) -> None:
+    length = 48
+    orders = results["orders"]
+    # Left to right: position p is revealed at step p + 1.
+    assert orders["left to right"]["unmask_step"] == list(range(1, length + 1))
+    assert orders["left to right"]["nfe"] == length
+    # Top-k, 4 per step: 12 steps of exactly 4, blocks of 16 completed in order.
+    steps = np.array(orders["top-k, 4 per step"]["unmask_step"])
+    assert orders["top-k, 4 per step"]["nfe"] == length // 4
+    assert np.bincount(steps)[1:].tolist() == [4] * (length // 4)
+    blocks = steps.reshape(3, 16)
+    assert (blocks[:-1].max(axis=1) < blocks[1:].min(axis=1)).all()
+    # Threshold: every position once, every step reveals something, fewer steps than L.
+    threshold = orders["threshold 0.9"]
+    steps = np.array(threshold["unmask_step"])
+    assert 1 <= steps.min() and steps.max() == threshold["nfe"] < length
+    assert (np.bincount(steps)[1:] >= 1).all()
+    # The hand-written threshold policy decodes as the library's does (same problem).
+    assert results["threshold_episode"] == {
+        "nfe": threshold["nfe"],
+        "correct": threshold["correct"],
+    }
+    # The example where revealing a whole block per step breaks the answer.
+    example = results["example"]
+    assert example["whole_block"] == {"nfe": 3, "correct": False}
+    assert example["one_per_step"] == {"nfe": length, "correct": True}
+    assert example["positions_differing"] >= 1
+    # Fixed counts cost exactly L / k forward passes.
+    runs = {run["label"]: run for run in results["runs"]}
+    for k in (1, 4, 16):
+        assert runs[f"{k} per step"]["mean_nfe"] == length / k
+    assert runs["threshold 0.9"]["mean_nfe"] < length
+
+
+def check_heuristics_ablation(results: dict[str, Any]) -> None:
+    runs = results["runs"]
+    assert all(run["episodes"] == results["episodes"] for run in runs)
+    semi_ar = [run for run in runs if (run["gen_length"], run["block_length"]) == (48, 16)]
+    assert {run["policy"] for run in semi_ar} == set(POLICIES), "every heuristic is measured"
+    assert any((run["gen_length"], run["block_length"]) == (96, 96) for run in runs)
+    assert len({run["block_length"] for run in runs if run["gen_length"] == 48}) >= 3
+    assert len({run["gen_length"] for run in runs if run["block_length"] == 16}) >= 3
+    for run in runs:
+        blocks = run["gen_length"] // run["block_length"]
+        if run["policy"] == "top_k":
+            assert run["mean_nfe"] == blocks * run["hyperparameters"]["steps_per_block"], run
+        if run["policy"] == "left_to_right":
+            assert run["mean_nfe"] == run["gen_length"], run
+    front = results["pareto_front"]
+    assert front and set(front) <= {run["label"] for run in semi_ar}
+
+
+CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
+    "01_unmasking_as_an_mdp": check_unmasking_as_an_mdp,
+    "02_heuristics_ablation": check_heuristics_ablation,
+}
