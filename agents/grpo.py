@@ -43,11 +43,13 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+import torch.nn.functional as F
 from gymnasium.vector import AutoresetMode
 from tqdm.auto import tqdm
 
 import dllm_gym  # noqa: F401  (registers the ids)
 from agents.files import write_atomic
+from agents.heuristics import Heuristic, make_policy
 from agents.policy import (
     PolicyConfig,
     UnmaskingPolicyNet,
@@ -79,13 +81,20 @@ class Args:
     max_grad_norm: float = field(default=0.2, metadata={"help": "gradient-norm clip"})
     checkpoint_every: int = field(default=10, metadata={"help": "iterations between saves"})
     out_dir: str = field(default="runs/grpo", metadata={"help": "log, checkpoints, final policy"})
+    init_teacher: str = field(
+        default="",
+        metadata={"help": "warm start: imitate this heuristic before GRPO, e.g. "
+                          "'threshold:tau=0.9' (empty: the paper's initialisation)"},
+    )  # fmt: skip
+    init_prompts: int = field(default=256, metadata={"help": "warm start: teacher episodes"})
+    init_steps: int = field(default=400, metadata={"help": "warm start: Adam steps on them"})
     device: str = field(default="cpu", metadata={"help": "device of the policy network"})
     progress: bool = field(default=True, metadata={"help": "show a progress bar"})
 
     def __post_init__(self) -> None:
         positive = (
             "iterations", "prompts_per_iteration", "group_size", "update_epochs",
-            "checkpoint_every",
+            "checkpoint_every", "init_prompts", "init_steps",
         )  # fmt: skip
         for name in positive:
             if int(getattr(self, name)) < 1:
@@ -96,6 +105,8 @@ class Args:
         for name in ("temperature", "learning_rate", "max_grad_norm", "clip_epsilon"):
             if not float(getattr(self, name)) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.init_teacher:
+            parse_teacher(self.init_teacher)  # fails early on an unknown heuristic
         if not 0 <= self.warmup_iterations <= self.iterations:
             raise ValueError(
                 f"warmup_iterations must be in [0, iterations={self.iterations}], "
@@ -182,6 +193,79 @@ def group_advantages(reward: np.ndarray, group_size: int) -> tuple[np.ndarray, n
     advantage = grouped - grouped.mean(axis=1, keepdims=True)
     informative = np.repeat(~np.all(np.isclose(advantage, 0.0), axis=1), group_size)
     return advantage.reshape(-1), informative
+
+
+# -- warm start (optional) ---------------------------------------------------------------------
+
+
+def parse_teacher(text: str) -> Heuristic:
+    """``"threshold:tau=0.9"`` -> the heuristic ``make_policy("threshold", tau=0.9)``."""
+    name, _, params = text.partition(":")
+    values: dict[str, Any] = {}
+    for item in filter(None, params.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"init_teacher {text!r}: expected NAME:KEY=VALUE,..., got {item!r}")
+        values[key.strip()] = json.loads(value) if value.strip()[:1] in "-0123456789[" else value
+    return make_policy(name.strip(), **values)
+
+
+def imitate(
+    net: UnmaskingPolicyNet, envs: gym.vector.VectorEnv, args: Args, split_size: int
+) -> dict[str, float]:
+    """Warm start: behaviour-clone a heuristic (``args.init_teacher``) on ``init_prompts``
+    training problems. The teacher decodes them on the vector env; the net then learns its
+    reveal decisions on the active positions (binary cross-entropy, Adam, ``init_steps`` steps
+    of 64 decoding steps each). Returns the teacher's accuracy and NFE and the final agreement
+    of ``logit > 0`` with the teacher on active positions."""
+    teacher = parse_teacher(args.init_teacher)
+    settings = gym.spec(args.env_id).kwargs
+    teacher.configure(gen_length=settings["gen_length"], block_length=settings["block_length"])
+    device = next(net.parameters()).device
+    rng = np.random.default_rng([args.seed, 10**6])
+    problems = rng.choice(split_size, size=min(args.init_prompts, split_size), replace=False)
+    keys = ("confidence", "mask", "progress", "active")
+    recorded: dict[str, list[np.ndarray]] = {key: [] for key in (*keys, "action")}
+    correct, nfe = [], []
+    n = envs.num_envs
+    for begin in range(0, len(problems), n):
+        chunk = problems[begin : begin + n].tolist()
+        chunk += chunk[:1] * (n - len(chunk))  # pad the last batch (its copies are dropped)
+        real = min(n, len(problems) - begin)
+        obs, _ = envs.reset(options={"index": chunk})
+        running = np.ones(n, dtype=bool)
+        while running.any():
+            action = teacher(obs)
+            keep = running.copy()
+            keep[real:] = False
+            for key in keys:
+                recorded[key].append(np.asarray(obs[key])[keep])
+            recorded["action"].append(np.asarray(action)[keep])
+            obs, _, terminated, truncated, infos = envs.step(action)
+            ended = (terminated | truncated) & running
+            if ended.any():
+                done = ended & (np.arange(n) < real)
+                correct += np.asarray(infos["correct"])[done].tolist()
+                nfe += np.asarray(infos["nfe"])[done].tolist()
+                running &= ~ended
+    data = {key: as_tensor(np.concatenate(v), device) for key, v in recorded.items()}
+    active, target = data["active"].bool(), data["action"].float()
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    generator = torch.Generator().manual_seed(args.seed)
+    for _ in range(args.init_steps):
+        rows = torch.randint(len(target), (64,), generator=generator).to(device)
+        logits = net(data["confidence"][rows].float(), data["mask"][rows].long(),
+                     data["progress"][rows].float())  # fmt: skip
+        loss = F.binary_cross_entropy_with_logits(logits, target[rows], reduction="none")
+        loss = (loss * active[rows]).sum() / active[rows].sum().clamp(min=1)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        logits = net(data["confidence"].float(), data["mask"].long(), data["progress"].float())
+        agree = (((logits > 0).float() == target) & active).sum() / active.sum()
+    return {"teacher_accuracy": float(np.mean(correct)), "teacher_nfe": float(np.mean(nfe)),
+            "agreement": float(agree), "bc_loss": float(loss)}  # fmt: skip
 
 
 # -- optimisation -----------------------------------------------------------------------------
@@ -317,6 +401,10 @@ def train(args: Args) -> dict[str, Any]:
         state = torch.load(path / "trainer.pt", map_location=device, weights_only=True)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+    elif args.init_teacher:
+        warm = imitate(net, envs, args, split_size)
+        write_atomic(out_dir / "init.json", json.dumps(warm, indent=2).encode())
+        save_checkpoint(out_dir, 0, net, optimizer, scheduler, args)
     trim_log(out_dir / "log.csv", start)
     writer = tensorboard_writer(out_dir)
 
