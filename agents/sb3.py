@@ -154,6 +154,9 @@ def _per_env(infos: dict[str, Any], num_envs: int) -> list[dict[str, Any]]:
 
 
 # ------------------------------------------------------------------------------ the policy network
+INACTIVE_LOGIT = -30.0  # UnmaskingFeaturesExtractor(mask_inactive=True): sigmoid(-30) = 9e-14
+
+
 class UnmaskingFeaturesExtractor(BaseFeaturesExtractor):
     """:class:`agents.policy.UnmaskingPolicyNet` as an SB3 features extractor.
 
@@ -175,6 +178,12 @@ class UnmaskingFeaturesExtractor(BaseFeaturesExtractor):
         checkpoint: a folder written by :func:`agents.policy.save_policy` to start from (its
             config is used; ``config`` must then be None or the same). It is read whenever the
             policy is built, ``PPO.load`` included.
+        mask_inactive: False (default): the logits as the network gives them. True: the
+            logits of positions that are not ``active`` are replaced by ``INACTIVE_LOGIT``
+            (probability 1e-13, no gradient), so a Bernoulli distribution over them lives on
+            the active positions only (its log-likelihood and entropy are those of
+            :func:`agents.policy.log_prob`): positions the env ignores add no noise to the
+            policy gradient.
     """
 
     def __init__(
@@ -182,8 +191,9 @@ class UnmaskingFeaturesExtractor(BaseFeaturesExtractor):
         observation_space: spaces.Dict,
         config: PolicyConfig | None = None,
         checkpoint: str | Path | None = None,
+        mask_inactive: bool = False,
     ) -> None:
-        length = _generation_length(observation_space)
+        length = _generation_length(observation_space, with_active=mask_inactive)
         if checkpoint is not None:
             net = load_policy(checkpoint)
             if config is not None and config != net.config:
@@ -201,12 +211,13 @@ class UnmaskingFeaturesExtractor(BaseFeaturesExtractor):
         super().__init__(observation_space, features_dim=length + net.config.d_model)
         self.length = length
         self.net = net
+        self.mask_inactive = mask_inactive
 
     def logits_and_features(
         self, observations: dict[str, torch.Tensor]
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(B, L)`` reveal logits and the ``(B, L, d)`` per-position features they are read
-        from."""
+        """``(B, L)`` reveal logits (see ``mask_inactive``) and the ``(B, L, d)`` per-position
+        features they are read from."""
         captured: list[torch.Tensor] = []
         handle = self.net.head.register_forward_pre_hook(
             lambda _module, args: captured.append(args[0])
@@ -217,6 +228,9 @@ class UnmaskingFeaturesExtractor(BaseFeaturesExtractor):
             )
         finally:
             handle.remove()
+        if self.mask_inactive:
+            inactive = torch.full_like(logits, INACTIVE_LOGIT)
+            logits = torch.where(observations["active"] > 0.5, logits, inactive)
         return logits, captured[-1]
 
     def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -342,9 +356,9 @@ class UnmaskingActorCriticPolicy(MultiInputActorCriticPolicy):
         )
 
 
-def _generation_length(observation_space: spaces.Space) -> int:
+def _generation_length(observation_space: spaces.Space, with_active: bool = False) -> int:
     """``L`` of an unmasking env's Dict observation space, checked."""
-    keys = ("confidence", "mask", "progress")
+    keys = ("confidence", "mask", "progress", *(("active",) if with_active else ()))
     if not isinstance(observation_space, spaces.Dict) or any(
         key not in observation_space.spaces for key in keys
     ):

@@ -1,15 +1,23 @@
-"""The Stable-Baselines3 adapter: SB3's VecEnv contract on the native vector env, and PPO."""
+"""The Stable-Baselines3 adapter: SB3's VecEnv contract on the native vector env, PPO, and the
+learned policy's network as an SB3 policy and features extractor."""
 
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 from gymnasium.vector import AutoresetMode
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecMonitor
 
 import dllm_gym  # noqa: F401  (registers the ids)
-from agents.sb3 import SB3VecEnv
+from agents.policy import PolicyConfig, UnmaskingPolicyNet, load_policy, log_prob, save_policy
+from agents.sb3 import (
+    INACTIVE_LOGIT,
+    SB3VecEnv,
+    UnmaskingActorCriticPolicy,
+    UnmaskingFeaturesExtractor,
+)
 
 ARITH = "DLLMUnmask-Arith-v0"
 L = gym.spec(ARITH).kwargs["gen_length"]
@@ -81,3 +89,178 @@ def test_ppo_trains_on_the_vector_env_and_vec_monitor_reports_the_envs_rewards()
         assert episode["r"] == pytest.approx(expected, abs=1e-5)
         assert episode["l"] == nfe  # force_top1: one forward pass per step
     assert len(model.ep_info_buffer) > 0
+
+
+# ------------------------------------------------------------------------------ the policy network
+SMALL = PolicyConfig(d_model=16, num_heads=2, ff_dim=32, progress_frequencies=8)
+
+
+def _randomise(net: UnmaskingPolicyNet, seed: int = 0) -> UnmaskingPolicyNet:
+    """Random weights everywhere (the zero-initialised adaLN layers included), so the block
+    and the conditioning matter."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in net.parameters():
+            parameter.copy_(0.3 * torch.randn(parameter.shape, generator=generator))
+    return net
+
+
+@pytest.fixture(scope="module")
+def observations() -> dict[str, np.ndarray]:
+    """Vector-env observations at varied points of decoding (masks, blocks, progress)."""
+    venv = SB3VecEnv(ARITH, num_envs=4)
+    venv.seed(3)
+    rows = [venv.reset()]
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        rows.append(venv.step((rng.random((4, L)) < 0.3).astype(np.float32))[0])
+    venv.close()
+    return {key: np.concatenate([row[key] for row in rows]) for key in rows[0]}
+
+
+def _ppo(venv, **policy_kwargs) -> PPO:
+    policy_kwargs.setdefault("features_extractor_kwargs", {"config": SMALL})
+    return PPO(
+        UnmaskingActorCriticPolicy,
+        venv,
+        n_steps=8,
+        batch_size=16,
+        n_epochs=2,
+        seed=0,
+        device="cpu",
+        policy_kwargs=policy_kwargs,
+    )
+
+
+def _net_logits(net: UnmaskingPolicyNet, obs: dict[str, np.ndarray]) -> torch.Tensor:
+    with torch.no_grad():
+        return net(
+            torch.as_tensor(obs["confidence"]),
+            torch.as_tensor(obs["mask"]).bool(),
+            torch.as_tensor(obs["progress"]),
+        )
+
+
+def _distribution(model: PPO, obs: dict[str, np.ndarray]):
+    tensors, _ = model.policy.obs_to_tensor(obs)
+    with torch.no_grad():
+        return model.policy.get_distribution(tensors).distribution
+
+
+def test_features_extractor_shape_and_layout(observations):
+    space = SB3VecEnv(ARITH, num_envs=1).observation_space
+    extractor = UnmaskingFeaturesExtractor(space, config=SMALL)
+    _randomise(extractor.net)
+    assert extractor.features_dim == L + SMALL.d_model
+    tensors = {
+        key: torch.as_tensor(value, dtype=torch.float32) for key, value in observations.items()
+    }
+    with torch.no_grad():
+        features = extractor(tensors)
+    rows = len(observations["mask"])
+    assert features.shape == (rows, L + SMALL.d_model)
+    torch.testing.assert_close(features[:, :L], _net_logits(extractor.net, observations))
+    with torch.no_grad():
+        _, per_position = extractor.logits_and_features(tensors)
+        assert per_position.shape == (rows, L, SMALL.d_model)
+        # The first L features are what the head makes of the per-position features.
+        torch.testing.assert_close(features[:, :L], extractor.net.head(per_position).squeeze(-1))
+    torch.testing.assert_close(features[:, L:], per_position.mean(dim=1))
+    with pytest.raises(ValueError, match="Dict observation space"):
+        UnmaskingFeaturesExtractor(gym.spaces.Box(0, 1, (L,)), config=SMALL)
+
+
+def test_policy_logits_are_the_networks_logits(observations):
+    model = _ppo(SB3VecEnv(ARITH, num_envs=2))
+    net = _randomise(model.policy.unmasking_net)
+    assert model.policy.action_net(torch.ones(1, L)).equal(torch.ones(1, L))  # no Linear
+    distribution = _distribution(model, observations)
+    expected = _net_logits(net, observations)
+    assert not torch.allclose(expected, expected[:, :1])  # the positions differ
+    torch.testing.assert_close(distribution.logits, expected)
+    # mask_inactive: the same logits on the active positions, and the joint log-likelihood of
+    # agents.policy.log_prob (inactive positions ignored) for actions on active positions.
+    masked = _ppo(
+        SB3VecEnv(ARITH, num_envs=2),
+        features_extractor_kwargs={"config": SMALL, "mask_inactive": True},
+    )
+    masked.policy.unmasking_net.load_state_dict(net.state_dict())
+    masked_distribution = _distribution(masked, observations)
+    active = torch.as_tensor(observations["active"]).bool()
+    torch.testing.assert_close(
+        masked_distribution.logits, torch.where(active, expected, torch.tensor(INACTIVE_LOGIT))
+    )
+    actions = (torch.rand(active.shape, generator=torch.Generator().manual_seed(0)) < 0.5) & active
+    torch.testing.assert_close(
+        masked_distribution.log_prob(actions.float()).sum(-1), log_prob(expected, active, actions)
+    )
+
+
+def test_policy_keeps_the_networks_initialisation_and_checks_its_arguments():
+    venv = SB3VecEnv(ARITH, num_envs=2)
+    model = _ppo(venv)  # ortho_init=True, SB3's default
+    net = model.policy.unmasking_net
+    assert net.head.bias.item() == SMALL.output_bias
+    assert not net.final_modulation[1].weight.any() and not net.block.adaLN_modulation[1].bias.any()
+    assert model.policy.mlp_extractor.latent_dim_vf == 64
+    with pytest.raises(ValueError, match=r"net_arch\['pi'\] must be empty"):
+        _ppo(venv, net_arch={"pi": [64], "vf": [64]})
+    with pytest.raises(ValueError, match="features_extractor_class"):
+        _ppo(venv, features_extractor_class=torch.nn.Identity)
+    # The extractor in an ordinary SB3 policy (a Linear over its features maps to the action).
+    generic = PPO(
+        "MultiInputPolicy",
+        venv,
+        n_steps=8,
+        batch_size=16,
+        device="cpu",
+        policy_kwargs={
+            "features_extractor_class": UnmaskingFeaturesExtractor,
+            "features_extractor_kwargs": {"config": SMALL},
+            "ortho_init": False,
+        },
+    )
+    assert generic.policy.features_extractor.features_dim == L + SMALL.d_model
+    assert generic.policy.features_extractor.net.head.bias.item() == SMALL.output_bias
+
+
+def test_ppo_with_the_unmasking_policy_learns():
+    venv = VecMonitor(SB3VecEnv(ARITH, num_envs=4))
+    model = _ppo(venv, share_features_extractor=False)  # the critic gets its own network
+    policy = model.policy
+    assert policy.unmasking_net is policy.pi_features_extractor.net
+    assert policy.vf_features_extractor.net is not policy.unmasking_net
+    watched = {
+        "actor's output bias": policy.pi_features_extractor.net.head.bias,
+        "actor's block": policy.pi_features_extractor.net.block.mlp[0].weight,
+        "critic's block": policy.vf_features_extractor.net.block.mlp[0].weight,
+        "value head": policy.value_net.weight,
+    }
+    before = {name: p.detach().clone() for name, p in watched.items()}
+    model.learn(total_timesteps=64)
+    assert model.num_timesteps >= 64
+    assert all(p.isfinite().all() for p in policy.parameters())
+    unchanged = [name for name, p in watched.items() if p.detach().equal(before[name])]
+    assert not unchanged
+
+
+def test_policy_starts_from_a_saved_network_and_saves_back(tmp_path, observations):
+    torch.manual_seed(1)
+    net = _randomise(UnmaskingPolicyNet(SMALL), seed=1)
+    save_policy(net, tmp_path / "grpo")
+    model = _ppo(
+        SB3VecEnv(ARITH, num_envs=2), features_extractor_kwargs={"checkpoint": tmp_path / "grpo"}
+    )
+    expected = _net_logits(net, observations)
+    torch.testing.assert_close(_distribution(model, observations).logits, expected)
+    model.learn(total_timesteps=16)  # fine-tune, then back to an UnmaskingPolicyNet checkpoint
+    save_policy(model.policy.unmasking_net, tmp_path / "ppo")
+    reloaded = load_policy(tmp_path / "ppo")
+    torch.testing.assert_close(
+        _net_logits(reloaded, observations), _distribution(model, observations).logits
+    )
+    with pytest.raises(ValueError, match="differs from the config of checkpoint"):
+        _ppo(
+            SB3VecEnv(ARITH, num_envs=2),
+            features_extractor_kwargs={"checkpoint": tmp_path / "grpo", "config": PolicyConfig()},
+        )
