@@ -265,7 +265,7 @@ def imitate(
         logits = net(data["confidence"].float(), data["mask"].long(), data["progress"].float())
         agree = (((logits > 0).float() == target) & active).sum() / active.sum()
     return {"teacher_accuracy": float(np.mean(correct)), "teacher_nfe": float(np.mean(nfe)),
-            "agreement": float(agree), "bc_loss": float(loss)}  # fmt: skip
+            "agreement": float(agree), "bc_loss": loss.item()}  # fmt: skip
 
 
 # -- optimisation -----------------------------------------------------------------------------

@@ -121,3 +121,33 @@ def test_a_run_resumes_only_with_the_same_settings(straight_run, tmp_path):
     shutil.copytree(out_dir, tmp_path / "copy")
     with pytest.raises(ValueError, match=r"other settings.*alpha"):
         train(tiny_args(tmp_path / "copy", iterations=3, alpha=0.5))
+
+
+def test_warm_start_imitates_the_teacher_and_is_not_redone_on_resume(tmp_path, monkeypatch):
+    args = tiny_args(tmp_path, iterations=1, init_teacher="threshold:tau=0.9", init_prompts=8,
+                     init_steps=80)  # fmt: skip
+    train(args)
+    warm = json.loads((tmp_path / "init.json").read_text())
+    assert warm["agreement"] > 0.9  # logit > 0 reproduces the teacher's reveals
+    assert 0.0 <= warm["teacher_accuracy"] <= 1.0 and 1 <= warm["teacher_nfe"] <= 48
+    # The warm-started policy (iteration 0) reveals what the teacher reveals on a fresh problem.
+    net = load_policy(tmp_path / "checkpoints" / "iteration_00000" / "policy")
+    confidence = torch.tensor([[0.999, 0.2, 0.95, 0.5] + [0.99] * 12 + [0.3] * 32])
+    mask = torch.ones_like(confidence)
+    logits = net(confidence, mask, torch.zeros(1, 1))[0, :16]
+    assert torch.equal(logits > 0, confidence[0, :16] >= 0.9)
+
+    def no_second_warm_start(*args, **kwargs):
+        raise AssertionError("the warm start ran again on resume")
+
+    monkeypatch.setattr(grpo, "imitate", no_second_warm_start)
+    train(tiny_args(tmp_path, iterations=2, init_teacher="threshold:tau=0.9", init_prompts=8,
+                    init_steps=80))  # fmt: skip
+    assert [int(r["iteration"]) for r in read_log(tmp_path / "log.csv")] == [1, 2]
+
+
+def test_warm_start_teacher_is_validated():
+    with pytest.raises(ValueError, match="unknown policy 'nope'"):
+        Args(init_teacher="nope")
+    with pytest.raises(ValueError, match="expected NAME:KEY=VALUE"):
+        Args(init_teacher="threshold:tau")
