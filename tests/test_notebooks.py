@@ -112,7 +112,7 @@ def check_unmasking_as_an_mdp(results: dict[str, Any]) -> None:
     # Threshold: every position once, every step reveals something, fewer steps than L.
     threshold = orders["threshold 0.9"]
     steps = np.array(threshold["unmask_step"])
-    assert 1 <= steps.min() and steps.max() == threshold["nfe"] < length
+    assert steps.min() >= 1 and steps.max() == threshold["nfe"] < length
     assert (np.bincount(steps)[1:] >= 1).all()
     # The hand-written threshold policy decodes as the library's does (same problem).
     assert results["threshold_episode"] == {
