@@ -2,20 +2,23 @@
 
 How to bring your own RL library: the registered vector env (one batched forward pass of the
 dLLM per step for all sub-environments) goes to SB3 through ``agents.sb3.SB3VecEnv`` and
-``VecMonitor``; the policy is either SB3's ``MultiInputPolicy`` (an MLP over the flattened
-observation, ``--policy mlp``) or ``agents.sb3.UnmaskingActorCriticPolicy`` (``--policy
-unmasking``, the default): the learned policy's transformer, whose per-position logits are
-PPO's Bernoulli logits and whose pooled features feed the value head.
+``VecMonitor``; the policy is either ``agents.sb3.UnmaskingActorCriticPolicy`` (``--policy
+unmasking``, the default: the learned policy's transformer, whose per-position logits are
+PPO's Bernoulli logits, on the active positions only unless ``--no-mask-inactive``, and whose
+pooled per-position features feed the value head) or SB3's ``MultiInputPolicy`` (an MLP over
+the flattened observation, ``--policy mlp``).
 
-    python examples/sb3_ppo.py                                   # about 3 minutes on 1 CPU thread
-    python examples/sb3_ppo.py --policy mlp --ent-coef 0.01
-    python examples/sb3_ppo.py --checkpoint runs/grpo/policy     # fine-tune a GRPO policy
+    python examples/sb3_ppo.py                                # about 2 CPU-minutes, 1 thread
+    python examples/sb3_ppo.py --policy mlp
+    python examples/sb3_ppo.py --checkpoint runs/grpo/policy  # fine-tune a GRPO policy
 
-Every finished episode of training is a row of ``<out-dir>/episodes.csv`` (env steps so far,
-reward, correct, NFE, length); the script prints the mean reward, accuracy and NFE of the
-first and the last ``--window`` episodes, writes ``curve.png`` when matplotlib is installed,
-and, with the unmasking policy, the trained network to ``<out-dir>/policy``
-(``agents.policy.save_policy``: evaluate it with ``dllm-gym eval <env-id> --policy learned
+Every finished training episode is a row of ``<out-dir>/episodes.csv`` (env transitions so
+far, reward, correct, NFE, length, seconds). The script prints the mean reward, accuracy and
+NFE of the first and the last ``--window`` training episodes and of ``--eval-episodes``
+episodes of the sampling policy on the same ``--eval-split`` problems before and after
+training; it writes them to ``result.json``, the curve to ``curve.png`` when matplotlib is
+installed and, with the unmasking policy, the trained network to ``<out-dir>/policy``
+(``agents.policy.save_policy``; evaluate it with ``dllm-gym eval <env-id> --policy learned
 --param checkpoint=<out-dir>/policy``). Uses only the public Gymnasium API, the registered
 ids and ``agents.sb3``.
 """
@@ -59,8 +62,8 @@ class Args:
         default="", metadata={"help": "save_policy folder to start from (unmasking only)"}
     )
     mask_inactive: bool = field(
-        default=False,
-        metadata={"help": "unmasking: Bernoulli on the active positions only (else all L)"},
+        default=True,
+        metadata={"help": "unmasking policy: Bernoulli on the active positions only (else all L)"},
     )
     seed: int = field(default=0, metadata={"help": "seeds the envs, PPO and the networks"})
     total_timesteps: int = field(
@@ -78,6 +81,11 @@ class Args:
     clip_range: float = field(default=0.2, metadata={"help": "PPO ratio clip"})
     ent_coef: float = field(default=0.0, metadata={"help": "entropy bonus weight"})
     window: int = field(default=50, metadata={"help": "episodes in the first and last windows"})
+    eval_split: str = field(default="test", metadata={"help": "split of the evaluations"})
+    eval_episodes: int = field(
+        default=96,
+        metadata={"help": "episodes of the sampled policy before and after training (0: none)"},
+    )
     out_dir: str = field(default="runs/sb3-ppo", metadata={"help": "episodes.csv, curve, policy"})
     threads: int = field(default=1, metadata={"help": "torch CPU threads (0: torch's default)"})
     device: str = field(default="cpu", metadata={"help": "device of the policy network"})
@@ -86,11 +94,16 @@ class Args:
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
             raise ValueError(f"policy must be one of {POLICIES}, got {self.policy!r}")
-        if (self.checkpoint or self.mask_inactive) and self.policy != "unmasking":
-            raise ValueError("checkpoint and mask_inactive need policy=unmasking")
+        if self.checkpoint and self.policy != "unmasking":
+            raise ValueError("checkpoint needs policy=unmasking (it holds an UnmaskingPolicyNet)")
         for name in ("total_timesteps", "num_envs", "n_steps", "batch_size", "n_epochs", "window"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.eval_episodes < 0 or self.eval_episodes % self.num_envs:
+            raise ValueError(
+                f"eval_episodes must be a multiple of num_envs={self.num_envs} (each sub-env "
+                f"plays the same share), got {self.eval_episodes}"
+            )
 
 
 class EpisodeLog(BaseCallback):
@@ -145,6 +158,32 @@ def make_model(args: Args, venv: VecMonitor) -> PPO:
     )
 
 
+def evaluate(model: PPO, args: Args) -> list[dict[str, Any]]:
+    """``args.eval_episodes`` episodes of the policy as it samples in training, on
+    ``args.eval_split``: each sub-env plays its first ``eval_episodes / num_envs`` problems of
+    a fixed seed, so evaluations before and after training see the same problems."""
+    venv = SB3VecEnv(args.env_id, num_envs=args.num_envs, split=args.eval_split, alpha=args.alpha)
+    venv.seed(args.seed)
+    torch.manual_seed(args.seed)  # the policy's sampling noise
+    per_env = args.eval_episodes // args.num_envs
+    done_rows: list[list[dict[str, Any]]] = [[] for _ in range(args.num_envs)]
+    obs = venv.reset()
+    while min(len(rows) for rows in done_rows) < per_env:
+        actions, _ = model.predict(obs, deterministic=False)
+        obs, rewards, dones, infos = venv.step(actions)
+        for row in np.flatnonzero(dones):
+            info = infos[row]
+            done_rows[row].append(
+                {
+                    "reward": float(rewards[row]),
+                    "correct": int(info["correct"]),
+                    "nfe": int(info["nfe"]),
+                }
+            )
+    venv.close()
+    return [episode for rows in done_rows for episode in rows[:per_env]]
+
+
 def summary(rows: list[dict[str, Any]]) -> dict[str, float]:
     """Mean reward, accuracy and NFE of episodes, with the standard error of the reward."""
     reward = np.array([row["reward"] for row in rows])
@@ -154,7 +193,7 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, float]:
         "reward_se": float(reward.std(ddof=1) / np.sqrt(len(rows))) if len(rows) > 1 else 0.0,
         "accuracy": float(np.mean([row["correct"] for row in rows])),
         "nfe": float(np.mean([row["nfe"] for row in rows])),
-        "until_timesteps": int(rows[-1]["timesteps"]),
+        **({"until_timesteps": int(rows[-1]["timesteps"])} if "timesteps" in rows[0] else {}),
     }
 
 
@@ -195,8 +234,11 @@ def plot(rows: list[dict[str, Any]], args: Args, path: Path) -> bool:
     right.set_ylabel("forward passes per episode")
     right.set_ylim(bottom=0)
     right.legend()
+    policy = args.policy
+    if args.policy == "unmasking" and args.mask_inactive:
+        policy += ", active positions only"
     figure.suptitle(
-        f"SB3 PPO ({args.policy} policy) on {args.env_id}, alpha={args.alpha:g}: running means "
+        f"SB3 PPO ({policy} policy) on {args.env_id}, alpha={args.alpha:g}: running means "
         f"over {width} episodes"
     )
     figure.tight_layout()
@@ -214,10 +256,12 @@ def main(args: Args) -> dict[str, Any]:
         SB3VecEnv(args.env_id, num_envs=args.num_envs, split=args.split, alpha=args.alpha)
     )
     model = make_model(args, venv)
+    before = evaluate(model, args) if args.eval_episodes else []
     log = EpisodeLog()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     model.learn(total_timesteps=args.total_timesteps, callback=log)
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    after = evaluate(model, args) if args.eval_episodes else []
     venv.close()
     rows = log.rows
     if len(rows) < 2:
@@ -228,8 +272,10 @@ def main(args: Args) -> dict[str, Any]:
         "args": dataclasses.asdict(args),
         "timesteps": int(model.num_timesteps),
         "wall_s": round(wall, 1),
+        "cpu_s": round(cpu, 1),
         "first": summary(rows[:window]),
         "last": summary(rows[-window:]),
+        **({"before": summary(before), "after": summary(after)} if before else {}),
     }
     (out / "result.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     if args.policy == "unmasking":
@@ -237,14 +283,21 @@ def main(args: Args) -> dict[str, Any]:
     plotted = plot(rows, args, out / "curve.png")
     print(
         f"{args.policy} policy, {result['timesteps']} env transitions, {len(rows)} episodes, "
-        f"{wall:.0f} s"
+        f"{wall:.0f} s ({cpu:.0f} s CPU)"
     )
-    for name in ("first", "last"):
-        s = result[name]
-        print(
-            f"  {name:5} {s['episodes']} episodes: reward {s['reward']:.3f} +- "
-            f"{s['reward_se']:.3f}, accuracy {s['accuracy']:.1%}, NFE {s['nfe']:.1f}"
-        )
+    labels = {
+        "first": "training, first",
+        "last": "training, last",
+        "before": f"{args.eval_split} split, before",
+        "after": f"{args.eval_split} split, after",
+    }
+    for name, label in labels.items():
+        if name in result:
+            s = result[name]
+            print(
+                f"  {label:22} {s['episodes']:3} episodes: reward {s['reward']:.3f} +- "
+                f"{s['reward_se']:.3f}, accuracy {s['accuracy']:6.1%}, NFE {s['nfe']:4.1f}"
+            )
     print(f"  wrote {out / 'episodes.csv'}" + (f" and {out / 'curve.png'}" if plotted else ""))
     return result
 
