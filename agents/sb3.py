@@ -22,10 +22,12 @@ Bernoulli logits are :class:`agents.policy.UnmaskingPolicyNet`'s (one per positi
 
     from agents.sb3 import UnmaskingActorCriticPolicy
 
-    model = PPO(UnmaskingActorCriticPolicy, venv, n_steps=64)  # or, from a GRPO checkpoint:
-    kwargs = {"features_extractor_kwargs": {"checkpoint": "runs/grpo/policy"}}
+    model = PPO(UnmaskingActorCriticPolicy, venv, n_steps=64)
+    # Bernoulli on the active positions only, starting from a GRPO checkpoint:
+    extractor = {"mask_inactive": True, "checkpoint": "runs/grpo/policy"}
+    kwargs = {"features_extractor_kwargs": extractor}
     model = PPO(UnmaskingActorCriticPolicy, venv, policy_kwargs=kwargs)
-    save_policy(model.policy.unmasking_net, "runs/ppo/policy")  # for LearnedPolicy, `dllm-gym eval`
+    save_policy(model.policy.unmasking_net, "runs/ppo/policy")  # LearnedPolicy, `dllm-gym eval`
 
 Uses only the public Gymnasium API and the registered ids; needs ``stable-baselines3``
 (``pip install "dllm-gym[sb3]"``).
@@ -279,15 +281,17 @@ class UnmaskingActorCriticPolicy(MultiInputActorCriticPolicy):
 
     The ``MultiBinary(L)`` action is ``Bernoulli(sigmoid(logit))`` per position, with the
     network's per-position logits as they are (``action_net`` is the identity, not a
-    ``Linear`` over the sequence); it is drawn on every position, and the env ignores the
-    inactive ones. The critic is an MLP (``net_arch["vf"]``, default ``[64, 64]``, with
-    ``activation_fn``) of the network's per-position features averaged over positions, then
-    ``Linear(., 1)``. The features extractor, :class:`UnmaskingFeaturesExtractor`
-    (``features_extractor_kwargs``: ``config``, ``checkpoint``), is shared by actor and critic
-    by default; ``share_features_extractor=False`` gives the critic its own copy of the
-    network. ``ortho_init`` (SB3's default) initialises only the critic: the network keeps
-    its own initialisation. ``predict(obs, deterministic=True)`` reveals the positions with
-    logit > 0 (the env's ``empty_action`` applies when there is none).
+    ``Linear`` over the sequence). It is drawn on every position (the env ignores the
+    inactive ones), or on the active positions only, the reference paper's distribution, with
+    ``features_extractor_kwargs={"mask_inactive": True}`` (which learns faster: see
+    ``examples/sb3_ppo.py``). The critic is an MLP (``net_arch["vf"]``, default ``[64, 64]``,
+    with ``activation_fn``) of the network's per-position features averaged over positions,
+    then ``Linear(., 1)``. The features extractor, :class:`UnmaskingFeaturesExtractor`
+    (``features_extractor_kwargs``: ``config``, ``checkpoint``, ``mask_inactive``), is shared
+    by actor and critic by default; ``share_features_extractor=False`` gives the critic its
+    own copy of the network. ``ortho_init`` (SB3's default) initialises only the critic: the
+    network keeps its own initialisation. ``predict(obs, deterministic=True)`` reveals the
+    positions with logit > 0 (the env's ``empty_action`` applies when there is none).
 
         model = PPO(UnmaskingActorCriticPolicy, venv, policy_kwargs={"net_arch": {"vf": [64]}})
 
