@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 
 import gymnasium as gym
 import numpy as np
@@ -283,3 +284,11 @@ def test_checkpoint_missing_folder_and_wrong_names(tmp_path):
     message = r"names do not match.*missing \['head.bias'\].*unexpected \['renamed.bias'\]"
     with pytest.raises(ValueError, match=message):
         load_policy(folder)
+
+
+def test_checkpoint_files_are_readable_like_plain_files(tmp_path):
+    folder = save_policy(UnmaskingPolicyNet(SMALL), tmp_path / "policy")
+    mask = os.umask(0)
+    os.umask(mask)
+    for name in (CONFIG_FILE, WEIGHTS_FILE):
+        assert (folder / name).stat().st_mode & 0o777 == 0o666 & ~mask  # not mkstemp's 0o600
