@@ -234,12 +234,12 @@ def plot(rows: list[dict[str, Any]], args: Args, path: Path) -> bool:
     right.set_ylabel("forward passes per episode")
     right.set_ylim(bottom=0)
     right.legend()
-    policy = args.policy
-    if args.policy == "unmasking" and args.mask_inactive:
-        policy += ", active positions only"
+    policy = f"{args.policy} policy"
+    if args.policy == "unmasking":
+        policy += " (active positions)" if args.mask_inactive else " (all positions)"
     figure.suptitle(
-        f"SB3 PPO ({policy} policy) on {args.env_id}, alpha={args.alpha:g}: running means "
-        f"over {width} episodes"
+        f"SB3 PPO, {policy}, on {args.env_id} (alpha={args.alpha:g})\n"
+        f"running means over {width} training episodes"
     )
     figure.tight_layout()
     figure.savefig(path, dpi=120)
