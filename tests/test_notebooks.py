@@ -11,6 +11,7 @@ their own. Committed notebooks carry no outputs.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,19 +26,20 @@ from agents.heuristics import POLICIES
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
-CELL_TIMEOUT_S = 600  # one cell; the quick settings take well under two minutes in all
+CELL_TIMEOUT_S = 600  # one cell; each quick setting takes 1 to 4 minutes in all (03 the most)
 # Parameters that would switch a notebook to its slower run or make it write into the repo.
 FULL_RUN_VARIABLES = (
     "DLLM_GYM_NOTEBOOK_FULL",
     "DLLM_GYM_NOTEBOOK_EPISODES",
     "DLLM_GYM_NOTEBOOK_ALL_GRID_POINTS",
+    "DLLM_GYM_NOTEBOOK_ITERATIONS",
     "DLLM_GYM_NOTEBOOK_SAVE_FIGURES",
 )
 
 
 def test_notebooks_are_found():
     names = {path.stem for path in NOTEBOOKS}
-    assert {"01_unmasking_as_an_mdp", "02_heuristics_ablation"} <= names
+    assert {"01_unmasking_as_an_mdp", "02_heuristics_ablation", "03_train_a_policy"} <= names
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
@@ -149,7 +151,78 @@ def check_heuristics_ablation(results: dict[str, Any]) -> None:
     assert front and set(front) <= {run["label"] for run in semi_ar}
 
 
+def check_train_a_policy(results: dict[str, Any]) -> None:
+    grpo = results["grpo"]
+    length = grpo["gen_length"]
+    logs = grpo["logs"]
+    assert set(logs) == {"cold start", "warm start"}
+    for run_name, rows in logs.items():
+        # One finite row per iteration, in order.
+        assert [row["iteration"] for row in rows] == list(range(1, grpo["iterations"] + 1))
+        for row in rows:
+            assert all(math.isfinite(value) for value in row.values()), (run_name, row)
+            # r = correct * ((L - NFE + 1) / L) ** alpha <= correct: mean reward <= accuracy.
+            assert 0 <= row["reward"] <= row["accuracy"] + 1e-6 <= 1 + 1e-6, (run_name, row)
+            assert 1 <= row["mean_nfe"] <= length, (run_name, row)
+            assert 0 <= row["skipped_groups"] <= grpo["prompts_per_iteration"], (run_name, row)
+    init = grpo["warm_init"]
+    assert 0 <= init["teacher_accuracy"] <= 1 and 0 <= init["agreement"] <= 1, init
+    # The warm start imitates threshold 0.9 (a few NFE); the untrained net reveals ~2 a step.
+    assert logs["warm start"][0]["mean_nfe"] < logs["cold start"][0]["mean_nfe"]
+
+    runs = {run["label"]: run for run in results["runs"]}
+    assert len(runs) == len(results["runs"]), "labels are unique"
+    learned = {"learned (shipped)", "learned, cold start here", "learned, warm start here"}
+    assert learned <= set(runs)
+    assert {run["policy"] for run in runs.values()} == {
+        "learned", "threshold", "top_k", "left_to_right"
+    }  # fmt: skip
+    for run in runs.values():
+        blocks = run["gen_length"] // run["block_length"]
+        assert run["episodes"] == results["episodes"], run
+        assert blocks <= run["mean_nfe"] <= run["gen_length"], run  # >= one forward per block
+        assert run["mean_reward"] <= run["accuracy_pct"] / 100 + 1e-9, run
+        if run["policy"] == "top_k":
+            assert run["mean_nfe"] == blocks * run["hyperparameters"]["steps_per_block"], run
+        if run["policy"] == "left_to_right":
+            assert run["mean_nfe"] == run["gen_length"], run
+            # Every correct answer earns (L - L + 1) / L = 1 / L.
+            expected = run["accuracy_pct"] / 100 / run["gen_length"]
+            assert math.isclose(run["mean_reward"], expected, abs_tol=1e-9), run
+
+    # The Pareto front is exactly the set of undominated points, ordered by NFE.
+    points = {label: (run["mean_nfe"], run["accuracy_pct"]) for label, run in runs.items()}
+    front = results["pareto_front"]
+    assert front and set(front) <= set(points)
+
+    def dominates(a: tuple[float, float], b: tuple[float, float]) -> bool:
+        return a[0] <= b[0] and a[1] >= b[1] and a != b
+
+    for label, point in points.items():
+        dominated = any(dominates(other, point) for other in points.values())
+        assert (label in front) == (not dominated), (label, point, front)
+    cheapest = min(points, key=lambda label: (points[label][0], -points[label][1]))
+    most_accurate = max(points, key=lambda label: (points[label][1], -points[label][0]))
+    assert cheapest in front and most_accurate in front
+    assert [points[label][0] for label in front] == sorted(points[label][0] for label in front)
+
+    sb3 = results["sb3"]
+    assert sb3["timesteps"] >= sb3["requested_timesteps"]
+    assert sb3["episodes"] == len(sb3["episode_rewards"]) >= 1
+    assert math.isclose(sb3["mean_episode_reward"], np.mean(sb3["episode_rewards"]), rel_tol=1e-6)
+    episodes = zip(
+        sb3["episode_rewards"], sb3["episode_lengths"], sb3["episode_nfe"], sb3["episode_correct"],
+        strict=True,
+    )  # fmt: skip
+    for reward, steps, nfe, correct in episodes:
+        assert steps == nfe and 1 <= nfe <= length  # one forward pass per env step
+        # VecMonitor's episode return is the env's reward at alpha = 1.
+        expected = (length - nfe + 1) / length if correct else 0.0
+        assert math.isclose(reward, expected, abs_tol=1e-6), (reward, nfe, correct)
+
+
 CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
     "01_unmasking_as_an_mdp": check_unmasking_as_an_mdp,
     "02_heuristics_ablation": check_heuristics_ablation,
+    "03_train_a_policy": check_train_a_policy,
 }
