@@ -14,9 +14,17 @@ Diffusion Language Models") trains its policy against a frozen dLLM:
    the paper) on the joint log-likelihood of each step's decision, no KL term; AdamW with a
    linear warm-up and a cosine schedule, gradient-norm clipping.
 
-    python -m agents.grpo --env-id DLLMUnmask-Arith-v0 --alpha 1.0 --iterations 150 \\
-        --out-dir runs/grpo-arith
-    dllm-gym train DLLMUnmask-Arith-v0 --alpha 1.0 --iterations 150 --out-dir runs/grpo-arith
+Optionally (``--init-teacher threshold:tau=0.9``) the network first imitates a heuristic
+(:func:`imitate`), saved as iteration 0: on the embedded testbed GRPO from the paper's
+initialisation drifts to whole-block reveals before it learns to read confidences (README,
+"The learned policy and GRPO"). Train on problems the dLLM was not trained on (``--split
+validation`` for Arith): on its own training problems it is right almost whatever the
+order, so rollouts carry no signal about risky reveals.
+
+    python -m agents.grpo --env-id DLLMUnmask-Arith-v0 --split validation --alpha 1.0 \\
+        --iterations 150 --init-teacher threshold:tau=0.9 --out-dir runs/grpo-arith
+    dllm-gym train DLLMUnmask-Arith-v0 --split validation --alpha 1.0 --iterations 150 \\
+        --init-teacher threshold:tau=0.9 --out-dir runs/grpo-arith
 
 Every iteration appends a row to ``log.csv`` (reward, accuracy, mean NFE, loss, ...) and, when
 the ``tensorboard`` package is installed, to TensorBoard; every ``checkpoint_every``
