@@ -172,7 +172,10 @@ def check_train_a_policy(results: dict[str, Any]) -> None:
 
     runs = {run["label"]: run for run in results["runs"]}
     assert len(runs) == len(results["runs"]), "labels are unique"
-    learned = {"learned (shipped)", "learned, cold start here", "learned, warm start here"}
+    learned = {
+        "learned (shipped)", "learned (shipped), deterministic",
+        "learned, cold start here", "learned, warm start here",
+    }  # fmt: skip
     assert learned <= set(runs)
     assert {run["policy"] for run in runs.values()} == {
         "learned", "threshold", "top_k", "left_to_right"
