@@ -255,6 +255,13 @@ class UnmaskingPolicyNet(nn.Module):
         self, confidence: torch.Tensor, mask: torch.Tensor, progress: torch.Tensor
     ) -> torch.Tensor:
         """(B, L) confidence, (B, L) mask, (B, 1) progress -> (B, L) reveal logits."""
+        return self.head(self.features(confidence, mask, progress)).squeeze(-1)
+
+    def features(
+        self, confidence: torch.Tensor, mask: torch.Tensor, progress: torch.Tensor
+    ) -> torch.Tensor:
+        """The (B, L, d) per-position features the output ``Linear`` (``head``) reads: the
+        block's output after the modulated final LayerNorm."""
         if confidence.ndim != 2 or mask.shape != confidence.shape:
             raise ValueError(
                 f"UnmaskingPolicyNet: confidence and mask must both have shape (B, L), got "
@@ -274,7 +281,7 @@ class UnmaskingPolicyNet(nn.Module):
         c = self.condition(progress)
         x = self.block(self.embed(confidence, mask), c)
         shift, scale = self.final_modulation(c).chunk(2, dim=-1)
-        return self.head(_modulate(self.final_norm(x), shift, scale)).squeeze(-1)
+        return _modulate(self.final_norm(x), shift, scale)
 
 
 # ------------------------------------------------------------------------------ actions

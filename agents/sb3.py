@@ -165,8 +165,8 @@ class UnmaskingFeaturesExtractor(BaseFeaturesExtractor):
     Reads ``confidence`` ``(B, L)``, ``mask`` ``(B, L)`` (a float, > 0.5 = masked) and
     ``progress`` ``(B, 1)`` of SB3's preprocessed Dict observation (other keys are ignored)
     and returns ``(B, L + d)`` features: the network's ``L`` reveal logits, then the mean over
-    positions of the ``d``-wide per-position features its output ``Linear`` reads (captured by
-    a pre-hook on ``net.head`` during the network's own forward, so the logits are exactly
+    positions of the ``d``-wide per-position features its output ``Linear`` reads
+    (``net.features``; the logits are ``net.head`` of them, exactly
     ``net(confidence, mask, progress)``). :class:`UnmaskingActorCriticPolicy` turns the first
     part into the action logits and the second into the value.
 
@@ -220,20 +220,14 @@ class UnmaskingFeaturesExtractor(BaseFeaturesExtractor):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(B, L)`` reveal logits (see ``mask_inactive``) and the ``(B, L, d)`` per-position
         features they are read from."""
-        captured: list[torch.Tensor] = []
-        handle = self.net.head.register_forward_pre_hook(
-            lambda _module, args: captured.append(args[0])
+        features = self.net.features(
+            observations["confidence"], observations["mask"] > 0.5, observations["progress"]
         )
-        try:
-            logits = self.net(
-                observations["confidence"], observations["mask"] > 0.5, observations["progress"]
-            )
-        finally:
-            handle.remove()
+        logits = self.net.head(features).squeeze(-1)  # exactly what self.net(...) returns
         if self.mask_inactive:
             inactive = torch.full_like(logits, INACTIVE_LOGIT)
             logits = torch.where(observations["active"] > 0.5, logits, inactive)
-        return logits, captured[-1]
+        return logits, features
 
     def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
         """``(B, L + d)``: the logits, then the per-position features averaged over positions."""
