@@ -44,6 +44,7 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -154,6 +155,29 @@ def as_tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.as_tensor(np.asarray(array), device=device)
 
 
+def play_episodes(
+    envs: gym.vector.VectorEnv,
+    indices: list[int],
+    act: Callable[[dict[str, np.ndarray], np.ndarray], np.ndarray],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Run one episode on every row of ``envs`` (autoreset disabled; row i on problem
+    ``indices[i]``), choosing each step's actions with ``act(obs, running)``; each row's final
+    reward, correctness and NFE."""
+    n = envs.num_envs
+    obs, _ = envs.reset(options={"index": indices})
+    running = np.ones(n, dtype=bool)
+    reward, correct, nfe = np.zeros(n), np.zeros(n, dtype=bool), np.zeros(n, dtype=np.int64)
+    while running.any():
+        obs, rewards, terminated, truncated, infos = envs.step(act(obs, running.copy()))
+        ended = (terminated | truncated) & running
+        if ended.any():  # episode-end infos are present only in a step where one ends
+            reward[ended] = rewards[ended]
+            correct[ended] = np.asarray(infos["correct"])[ended]
+            nfe[ended] = np.asarray(infos["nfe"])[ended]
+            running &= ~ended
+    return reward, correct, nfe
+
+
 @torch.no_grad()
 def collect_rollouts(
     net: UnmaskingPolicyNet,
@@ -164,12 +188,9 @@ def collect_rollouts(
 ) -> Rollouts:
     """Run one episode on every row (row i on problem ``indices[i]``) with sampled actions."""
     device = next(net.parameters()).device
-    n = envs.num_envs
-    obs, _ = envs.reset(options={"index": indices})
-    running = np.ones(n, dtype=bool)
-    reward, correct, nfe = np.zeros(n), np.zeros(n, dtype=bool), np.zeros(n, dtype=np.int64)
     steps: list[dict[str, torch.Tensor]] = []
-    while running.any():
+
+    def act(obs: dict[str, np.ndarray], running: np.ndarray) -> np.ndarray:
         rows = torch.as_tensor(np.flatnonzero(running), device=device)
         confidence = as_tensor(obs["confidence"], device).float()
         mask = as_tensor(obs["mask"], device).long()
@@ -184,13 +205,9 @@ def collect_rollouts(
                 "old_log_prob": step_log_prob[rows], "row": rows,
             }
         )  # fmt: skip
-        obs, rewards, terminated, truncated, infos = envs.step(action.cpu().numpy())
-        ended = (terminated | truncated) & running
-        if ended.any():  # episode-end infos are present only in a step where one ends
-            reward[ended] = rewards[ended]
-            correct[ended] = np.asarray(infos["correct"])[ended]
-            nfe[ended] = np.asarray(infos["nfe"])[ended]
-            running &= ~ended
+        return action.cpu().numpy()
+
+    reward, correct, nfe = play_episodes(envs, indices, act)
     batch = Batch(**{key: torch.cat([s[key] for s in steps]) for key in steps[0]})
     return Rollouts(batch=batch, reward=reward, correct=correct, nfe=nfe)
 
@@ -236,26 +253,22 @@ def imitate(
     recorded: dict[str, list[np.ndarray]] = {key: [] for key in (*keys, "action")}
     correct, nfe = [], []
     n = envs.num_envs
+
+    def act(obs: dict[str, np.ndarray], running: np.ndarray) -> np.ndarray:
+        action = teacher(obs)
+        keep = running & (np.arange(n) < real)
+        for key in keys:
+            recorded[key].append(np.asarray(obs[key])[keep])
+        recorded["action"].append(np.asarray(action)[keep])
+        return action
+
     for begin in range(0, len(problems), n):
         chunk = problems[begin : begin + n].tolist()
         chunk += chunk[:1] * (n - len(chunk))  # pad the last batch (its copies are dropped)
         real = min(n, len(problems) - begin)
-        obs, _ = envs.reset(options={"index": chunk})
-        running = np.ones(n, dtype=bool)
-        while running.any():
-            action = teacher(obs)
-            keep = running.copy()
-            keep[real:] = False
-            for key in keys:
-                recorded[key].append(np.asarray(obs[key])[keep])
-            recorded["action"].append(np.asarray(action)[keep])
-            obs, _, terminated, truncated, infos = envs.step(action)
-            ended = (terminated | truncated) & running
-            if ended.any():
-                done = ended & (np.arange(n) < real)
-                correct += np.asarray(infos["correct"])[done].tolist()
-                nfe += np.asarray(infos["nfe"])[done].tolist()
-                running &= ~ended
+        _, chunk_correct, chunk_nfe = play_episodes(envs, chunk, act)
+        correct += chunk_correct[:real].tolist()
+        nfe += chunk_nfe[:real].tolist()
     data = {key: as_tensor(np.concatenate(v), device) for key, v in recorded.items()}
     active, target = data["active"].bool(), data["action"].float()
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
