@@ -110,10 +110,10 @@ def test_known_8b_model_without_a_gpu_fails_before_loading():
         load_model("Dream-org/Dream-v0-Instruct-7B")
 
 
-def test_local_remote_code_checkpoint_needs_permission(tmp_path):
+def test_local_checkpoint_needs_permission_to_run_its_code(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "llada", "auto_map": {}}))
-    with pytest.raises(ValueError, match="trust_remote_code=True"):
-        load_model(tmp_path)
+    with pytest.raises(ValueError, match=r"backend='remote'.*trust_remote_code=True"):
+        load_model(tmp_path, backend="remote")
 
 
 class OracleModel(torch.nn.Module):
@@ -149,6 +149,7 @@ def test_shifted_logit_models_reveal_the_right_positions(word_tokenizer):
             eot_token_id=None,
             pad_token_id=1,
             max_length=None,
+            backend="remote",
         )
 
     aligned = decode(wrapper(True, DREAM), [prompt], top_k_rule(2), gen_length=6, block_length=6)

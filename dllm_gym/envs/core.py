@@ -43,6 +43,7 @@ class Workload:
             device=settings.device,
             dtype=settings.dtype,
             trust_remote_code=settings.trust_remote_code,
+            backend=settings.backend,
         )
         limit = model.max_length
         if limit is not None and settings.gen_length >= limit:

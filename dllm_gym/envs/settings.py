@@ -10,6 +10,7 @@ from typing import Any
 
 from dllm_gym.decoding import check_lengths
 from dllm_gym.models.features import OPTIONAL_FEATURES
+from dllm_gym.models.loading import BACKENDS
 from dllm_gym.tasks import TASKS
 
 REWARDS = ("multiplicative", "additive")
@@ -35,6 +36,7 @@ class EnvSettings:
     empty_action: str = "force_top1"
     max_nfe: int | None = None
     trust_remote_code: bool | None = None
+    backend: str = "auto"
     task_kwargs: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -68,6 +70,7 @@ class EnvSettings:
         check_lengths(self.gen_length, self.block_length)
         _choice("reward", self.reward, REWARDS)
         _choice("empty_action", self.empty_action, EMPTY_ACTIONS)
+        _choice("backend", self.backend, BACKENDS)
         unknown = sorted(set(self.obs_features) - set(OPTIONAL_FEATURES))
         if unknown:
             raise ValueError(

@@ -113,7 +113,8 @@ class UnmaskEnv(gym.Env[dict, np.ndarray]):
     | `temperature`       | 0.0                | 0 reveals the argmax; above 0 samples      |
     | `empty_action`      | `"force_top1"`     | or `"noop"`                                |
     | `max_nfe`           | `L`                | truncation cap on forward passes           |
-    | `trust_remote_code` | None               | run a local model folder's own code        |
+    | `trust_remote_code` | None               | run a model's own code (`backend="remote"`)|
+    | `backend`           | `"auto"`           | `"native"`, `"remote"` (published code)    |
     | `task_kwargs`       | `{}`               | more task arguments (Arith: `seed`, ...)   |
     | `render_mode`       | None               | `"ansi"` or `"rgb_array"`                  |
 

@@ -1,10 +1,13 @@
-"""The project's LLaDA-style masked diffusion transformer, as a ``transformers`` model.
+"""The project's masked diffusion transformer, as a ``transformers`` model.
 
 A bidirectional transformer (no causal mask) with rotary position embeddings, RMSNorm and
-SwiGLU feed-forward layers, as in LLaDA. Left padding is handled by an attention mask over
-keys and position ids that start at each row's first real token, so a row's logits do not
-depend on how much padding its batch needed. ``import dllm_gym`` registers the classes with
-``AutoConfig`` and ``AutoModelForMaskedLM``, so ``from_pretrained`` loads a saved folder.
+SwiGLU feed-forward layers. One class serves three checkpoints: the embedded model, LLaDA
+(multi-head attention, no biases) and Dream (Qwen2-style grouped-query attention with q/k/v
+biases); :mod:`dllm_gym.models.native` maps the published checkpoints onto it. Attention is
+PyTorch's SDPA with a key-padding mask and per-row position ids that start at each row's first
+real token, so a row's logits do not depend on how much left padding its batch needed.
+``import dllm_gym`` registers the classes with ``AutoConfig`` and ``AutoModelForMaskedLM``, so
+``from_pretrained`` loads a saved folder.
 """
 
 from __future__ import annotations
@@ -27,6 +30,12 @@ class DiffusionTransformerConfig(PretrainedConfig):
         intermediate_size: width of the SwiGLU feed-forward layer.
         num_hidden_layers: number of transformer blocks.
         num_attention_heads: attention heads per block (``hidden_size`` must divide evenly).
+        num_key_value_heads: key/value heads (grouped-query attention); ``None`` means
+            ``num_attention_heads`` (multi-head attention). Must divide the attention heads.
+        attention_bias: whether the query, key and value projections have biases (Qwen2 and
+            Dream do; LLaDA and the embedded model do not).
+        rope_full_precision: rotate queries and keys in float32 whatever the model's dtype
+            (LLaDA's code does; Qwen2 and Dream rotate in the model's dtype).
         max_position_embeddings: longest sequence (prompt plus generation) the model accepts.
         rope_theta: base of the rotary position embedding.
         rms_norm_eps: epsilon of RMSNorm.
@@ -44,6 +53,9 @@ class DiffusionTransformerConfig(PretrainedConfig):
         intermediate_size: int = 688,
         num_hidden_layers: int = 4,
         num_attention_heads: int = 4,
+        num_key_value_heads: int | None = None,
+        attention_bias: bool = False,
+        rope_full_precision: bool = False,
         max_position_embeddings: int = 512,
         rope_theta: float = 10000.0,
         rms_norm_eps: float = 1e-5,
@@ -65,11 +77,21 @@ class DiffusionTransformerConfig(PretrainedConfig):
             raise ValueError(
                 "hidden_size // num_attention_heads must be even for rotary embeddings"
             )
+        if num_key_value_heads is None:
+            num_key_value_heads = num_attention_heads
+        if num_key_value_heads <= 0 or num_attention_heads % num_key_value_heads:
+            raise ValueError(
+                f"num_key_value_heads={num_key_value_heads} must be a positive divisor of "
+                f"num_attention_heads={num_attention_heads}"
+            )
         self.vocab_size = vocab_size
         self.hidden_size = hidden_size
         self.intermediate_size = intermediate_size
         self.num_hidden_layers = num_hidden_layers
         self.num_attention_heads = num_attention_heads
+        self.num_key_value_heads = num_key_value_heads
+        self.attention_bias = attention_bias
+        self.rope_full_precision = rope_full_precision
         self.max_position_embeddings = max_position_embeddings
         self.rope_theta = rope_theta
         self.rms_norm_eps = rms_norm_eps
@@ -116,12 +138,25 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
 
 
 class BidirectionalAttention(nn.Module):
+    """Multi-head or grouped-query self-attention without a causal mask (SDPA).
+
+    One fused projection gives queries (``num_heads`` heads), then keys and values
+    (``num_kv_heads`` heads each); each key/value head serves ``num_heads // num_kv_heads``
+    query heads.
+    """
+
     def __init__(self, config: DiffusionTransformerConfig) -> None:
         super().__init__()
         self.num_heads = config.num_attention_heads
+        self.num_kv_heads = getattr(config, "num_key_value_heads", None) or self.num_heads
         self.head_dim = config.hidden_size // config.num_attention_heads
-        self.qkv_proj = nn.Linear(config.hidden_size, 3 * config.hidden_size, bias=False)
+        self.qkv_proj = nn.Linear(
+            config.hidden_size,
+            (self.num_heads + 2 * self.num_kv_heads) * self.head_dim,
+            bias=getattr(config, "attention_bias", False),
+        )
         self.o_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=False)
+        self.rope_full_precision = getattr(config, "rope_full_precision", False)
 
     def forward(
         self,
@@ -131,9 +166,19 @@ class BidirectionalAttention(nn.Module):
         key_mask: torch.Tensor | None,
     ) -> torch.Tensor:
         batch, length, width = x.shape
-        qkv = self.qkv_proj(x).view(batch, length, 3, self.num_heads, self.head_dim)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B, heads, T, head_dim)
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        heads, kv_heads = self.num_heads, self.num_kv_heads
+        qkv = self.qkv_proj(x).view(batch, length, heads + 2 * kv_heads, self.head_dim)
+        q, k, v = qkv.transpose(1, 2).split([heads, kv_heads, kv_heads], dim=1)
+        if self.rope_full_precision and q.dtype != torch.float32:  # cos, sin are float32
+            q = apply_rotary(q.float(), cos, sin).to(v.dtype)
+            k = apply_rotary(k.float(), cos, sin).to(v.dtype)
+        else:
+            cos, sin = cos.to(q.dtype), sin.to(q.dtype)
+            q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        if kv_heads != heads:  # grouped-query attention: each kv head serves a group
+            group = heads // kv_heads
+            k = k[:, :, None].expand(-1, -1, group, -1, -1).reshape(batch, heads, length, -1)
+            v = v[:, :, None].expand(-1, -1, group, -1, -1).reshape(batch, heads, length, -1)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask, is_causal=False)
         return self.o_proj(out.transpose(1, 2).reshape(batch, length, width))
 
@@ -231,7 +276,7 @@ class DiffusionTransformerForMaskedLM(PreTrainedModel):
             position_ids = torch.arange(input_ids.shape[1], device=input_ids.device)[None]
         x = self.embed_tokens(input_ids)
         head_dim = self.config.hidden_size // self.config.num_attention_heads
-        cos, sin = rotary_cos_sin(position_ids, head_dim, self.config.rope_theta, x.dtype)
+        cos, sin = rotary_cos_sin(position_ids, head_dim, self.config.rope_theta, torch.float32)
         for layer in self.layers:
             x = layer(x, cos, sin, key_mask)
         logits = self.lm_head(self.norm(x))

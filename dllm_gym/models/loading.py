@@ -6,6 +6,13 @@ any ``AutoModelForMaskedLM``, and returns a :class:`DiffusionLM` that knows the 
 id, its end-of-sequence ids, tokenizer and chat template, and whether its logits are shifted
 (Dream predicts position ``i`` at logits ``i - 1``). :meth:`DiffusionLM.generation_logits`
 returns logits aligned with the positions they predict, whatever the model.
+
+Two backends run LLaDA and Dream. ``"native"`` (the default) maps the published safetensors
+onto the project's own architecture (:mod:`dllm_gym.models.native`): one SDPA attention with
+a key-padding mask and per-row positions, no code from the checkpoint. ``"remote"`` runs the
+code published with the weights (``trust_remote_code``); the loader checks once whether that
+code honours ``attention_mask`` and, where it does not (LLaDA's), runs rows of different
+prompt lengths in separate forwards so that batching stays exact, and warns what it costs.
 """
 
 from __future__ import annotations
@@ -15,20 +22,27 @@ import inspect
 import json
 import logging
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+import transformers
 from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer, PreTrainedTokenizerBase
 
 from dllm_gym.models.architecture import DiffusionTransformerConfig, register
+from dllm_gym.models.checkpoint_tokenizer import load_checkpoint_tokenizer
+from dllm_gym.models.native import load_native_model
 
 logger = logging.getLogger(__name__)
 
 EMBEDDED_MODEL = "embedded"
 EMBEDDED_MODEL_DIR = Path(__file__).resolve().parent / "embedded"
 OWN_MODEL_TYPE = DiffusionTransformerConfig.model_type
+BACKENDS = ("auto", "native", "remote")
+# Files the native backend needs from a hub repository: no code.
+NATIVE_FILE_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.jinja", "*.model"]
 
 
 class ModelUnavailableError(RuntimeError):
@@ -37,21 +51,27 @@ class ModelUnavailableError(RuntimeError):
 
 @dataclass(frozen=True)
 class ModelFamily:
-    """How to load and call one kind of dLLM."""
+    """How to load and call one kind of dLLM.
+
+    The token ids are fallbacks used only where the checkpoint's config and tokenizer say
+    nothing (a derivative may move them).
+    """
 
     name: str
-    auto_class: str  # "AutoModel" or "AutoModelForMaskedLM"
+    auto_class: str  # "AutoModel" or "AutoModelForMaskedLM": the remote backend's class
     shifted_logits: bool
-    mask_token_id: int | None = None  # None: from the tokenizer or config
+    mask_token_id: int | None = None
     eot_token: str | None = None
-    needs_remote_code: bool = False
+    eot_token_id: int | None = None
+    has_native: bool = False
 
 
-LLADA = ModelFamily("llada", "AutoModel", False, 126336, "<|eot_id|>", needs_remote_code=True)
-DREAM = ModelFamily("dream", "AutoModel", True, 151666, "<|im_end|>", needs_remote_code=True)
-OWN = ModelFamily("dllm_gym", "AutoModelForMaskedLM", False, None, "<|eot_id|>")
+LLADA = ModelFamily("llada", "AutoModel", False, 126336, "<|eot_id|>", 126348, has_native=True)
+DREAM = ModelFamily("dream", "AutoModel", True, 151666, "<|im_end|>", 151645, has_native=True)
+OWN = ModelFamily("dllm_gym", "AutoModelForMaskedLM", False, None, "<|eot_id|>", has_native=True)
 MASKED_LM = ModelFamily("masked_lm", "AutoModelForMaskedLM", False)
 
+# Keys are lower case: configs write "llada", "Dream", ...
 FAMILIES_BY_MODEL_TYPE = {"llada": LLADA, "dream": DREAM, OWN_MODEL_TYPE: OWN}
 
 
@@ -83,6 +103,8 @@ class DiffusionLM:
     eot_token_id: int | None
     pad_token_id: int
     max_length: int | None
+    backend: str = "native"
+    honours_attention_mask: bool = True
 
     @property
     def shifted_logits(self) -> bool:
@@ -125,11 +147,21 @@ class DiffusionLM:
         return logits[:, offset : offset + length]
 
     def _forward(self, tokens, attention_mask, position_ids) -> torch.Tensor:
-        padded = not bool(attention_mask.all())
-        if self.family is OWN:
+        if not self.honours_attention_mask and not bool(attention_mask.all()):
+            return self._forward_grouped_by_padding(tokens, attention_mask, position_ids)
+        return self.call_model(tokens, attention_mask, position_ids)
+
+    def call_model(self, tokens, attention_mask, position_ids) -> torch.Tensor:
+        """One forward of the model on a batch as it is (no grouping by padding): logits."""
+        if self.backend == "native":
             return self.model(
                 tokens, attention_mask=attention_mask, position_ids=position_ids
             ).logits
+        return self._remote_forward(tokens, attention_mask, position_ids)
+
+    def _remote_forward(self, tokens, attention_mask, position_ids) -> torch.Tensor:
+        """One forward of the published code, called as its own generation code calls it."""
+        padded = not bool(attention_mask.all())
         if self.family is DREAM:  # as Dream's own diffusion_generate calls it
             if not padded:
                 return self.model(tokens, "full", None).logits
@@ -143,6 +175,23 @@ class DiffusionLM:
         if "position_ids" in inspect.signature(self.model.forward).parameters:
             kwargs["position_ids"] = position_ids
         return self.model(input_ids=tokens, **kwargs).logits
+
+    def _forward_grouped_by_padding(self, tokens, attention_mask, position_ids) -> torch.Tensor:
+        """For a model that ignores ``attention_mask``: one forward per amount of left
+        padding, each on its rows with the padding cut off, so every row is computed exactly
+        as it would be alone. Logits of padding columns are zero."""
+        pads = (~attention_mask).sum(dim=1)
+        logits: torch.Tensor | None = None
+        for pad in pads.unique().tolist():
+            rows = (pads == pad).nonzero().squeeze(1)
+            part = self._remote_forward(
+                tokens[rows, pad:], attention_mask[rows, pad:], position_ids[rows, pad:]
+            )
+            if logits is None:
+                logits = part.new_zeros((tokens.shape[0], tokens.shape[1], part.shape[-1]))
+            logits[rows, pad:] = part
+        assert logits is not None
+        return logits
 
     def decode_generation(self, generation: torch.Tensor | list[int]) -> str:
         """Text of one generation, cut at the first stop token, special tokens removed."""
@@ -202,9 +251,8 @@ def _offline() -> bool:
 def _how_to_point_at_a_local_copy(name: str) -> str:
     return (
         f"To use it, download it where there is a network (`hf download {name} "
-        f"--local-dir /path/to/copy`) and pass model='/path/to/copy' (with "
-        f"trust_remote_code=True if it ships its own code), or fill the Hugging Face cache "
-        f"(HF_HOME) and run with HF_HUB_OFFLINE=1."
+        f"--local-dir /path/to/copy`) and pass model='/path/to/copy', or fill the Hugging "
+        f"Face cache (HF_HOME) and run with HF_HUB_OFFLINE=1."
     )
 
 
@@ -231,12 +279,56 @@ def _from_hub_or_cache(loader: Any, name: str, what: str, **kwargs: Any) -> Any:
         ) from error
 
 
+def _snapshot_folder(name: str) -> Path:
+    """The local folder of hub id ``name`` with the files the native backend reads: the
+    Hugging Face cache first, then (saying so) a download of those files (no code)."""
+    from huggingface_hub import snapshot_download
+
+    class _Folder:  # snapshot_download as a from_pretrained-style loader
+        @staticmethod
+        def from_pretrained(repo_id: str, local_files_only: bool = False) -> Path:
+            try:
+                return Path(
+                    snapshot_download(
+                        repo_id,
+                        allow_patterns=NATIVE_FILE_PATTERNS,
+                        local_files_only=local_files_only,
+                    )
+                )
+            except Exception as error:  # the hub client raises many non-OSError kinds
+                if isinstance(error, OSError):
+                    raise
+                raise OSError(str(error)) from error
+
+    return _from_hub_or_cache(_Folder, name, "checkpoint")
+
+
+def _check_backend(backend: str, family: ModelFamily, name: str) -> str:
+    """The backend that will run ``family``: ``"native"`` or ``"remote"``."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend={backend!r} is not valid; expected one of {list(BACKENDS)}")
+    if backend == "auto":
+        return "native" if family.has_native else "remote"
+    if backend == "native" and not family.has_native:
+        raise ValueError(
+            f"backend='native' runs LLaDA, Dream and the embedded architecture; model={name!r} "
+            f"is none of them (a generic masked LM): use backend='auto' or 'remote'"
+        )
+    if backend == "remote" and family is OWN:
+        raise ValueError(
+            f"backend='remote' runs code published with LLaDA, Dream or other Hugging Face "
+            f"models; model={name!r} is the project's own architecture: use backend='native'"
+        )
+    return backend
+
+
 def load_model(
     name_or_path: str | os.PathLike = EMBEDDED_MODEL,
     *,
     device: str | torch.device = "auto",
     dtype: str | torch.dtype = "auto",
     trust_remote_code: bool | None = None,
+    backend: str = "auto",
 ) -> DiffusionLM:
     """Load a dLLM and its tokenizer.
 
@@ -247,18 +339,25 @@ def load_model(
         device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
         dtype: ``"auto"`` (bfloat16 on GPU, float32 on CPU), ``"bfloat16"``, ``"float16"``,
             ``"float32"`` or a ``torch.dtype``.
-        trust_remote_code: whether code shipped with the model may run. ``None`` allows it
-            only for the known ids; a local copy of LLaDA or Dream needs ``True``.
+        trust_remote_code: whether code shipped with the model may run (``backend="remote"``
+            only). ``None`` allows it only for the known ids; a local copy needs ``True``.
+        backend: ``"auto"`` (native for LLaDA, Dream and the embedded model, ``transformers``
+            for other masked LMs), ``"native"`` (the project's implementation, no code from the
+            checkpoint), or ``"remote"`` (the code published with the weights).
 
     Raises:
-        ModelUnavailableError: the model is not cached and cannot be downloaded, or needs a
-            GPU that is not there; the message says how to point at a local copy.
-        ValueError: an unknown model name, device or dtype.
+        ModelUnavailableError: the model is not cached and cannot be downloaded, needs a GPU
+            that is not there, or its published code does not run under this
+            ``transformers``; the message says what to do.
+        ValueError: an unknown model name, backend, device or dtype; a checkpoint with a
+            missing, unexpected or mis-shaped tensor (names the tensor and the file).
     """
     register()
     name = str(name_or_path)
     resolved_device = resolve_device(device)
     resolved_dtype = resolve_dtype(dtype, resolved_device)
+    if backend not in BACKENDS:
+        raise ValueError(f"backend={backend!r} is not valid; expected one of {list(BACKENDS)}")
     known = KNOWN_MODELS.get(name)
     path = EMBEDDED_MODEL_DIR if name == EMBEDDED_MODEL else Path(name).expanduser()
 
@@ -278,46 +377,112 @@ def load_model(
             )
         family = known.family
         allow_code = True if trust_remote_code is None else trust_remote_code
-        if family.needs_remote_code and not allow_code:
-            raise ValueError(
-                f"model={name!r} needs its own code; trust_remote_code=False forbids it"
-            )
-        source = name
     elif path.is_dir():
         family = _family_of_folder(path)
         allow_code = bool(trust_remote_code)
-        if family.needs_remote_code and not allow_code:
-            raise ValueError(
-                f"model={name!r} is a local {family.name} checkpoint whose code ships in the "
-                f"folder; pass trust_remote_code=True to allow running it"
-            )
-        source = str(path)
     elif path.exists():
         raise ValueError(f"model={name!r} is a file; expected a folder saved by save_pretrained")
     else:
         _reject_near_miss(name)
-        family, source, allow_code = MASKED_LM, name, bool(trust_remote_code)
+        family, allow_code = MASKED_LM, bool(trust_remote_code)
+    chosen = _check_backend(backend, family, name)
 
+    if chosen == "native":
+        folder = _snapshot_folder(name) if known is not None else path
+        if family is OWN:
+            tokenizer = AutoTokenizer.from_pretrained(folder)
+            model = AutoModelForMaskedLM.from_pretrained(folder, dtype=resolved_dtype)
+            model = model.to(resolved_device).eval()
+        else:
+            tokenizer = load_checkpoint_tokenizer(folder)
+            model = load_native_model(
+                folder, family.name, device=resolved_device, dtype=resolved_dtype
+            )
+        return wrap_model(name, model, tokenizer, family, backend="native")
+
+    if family is not MASKED_LM and not allow_code:
+        where = "local " if known is None else ""
+        raise ValueError(
+            f"model={name!r} is a {where}{family.name} checkpoint and backend='remote' runs the "
+            f"code that ships with it; pass trust_remote_code=True to allow that, or use "
+            f"backend='native' (no code from the checkpoint)"
+        )
+    model, tokenizer = _load_remote(name, path, family, resolved_dtype, allow_code)
+    model = model.to(resolved_device).eval()
+    lm = wrap_model(name, model, tokenizer, family, backend="remote")
+    difference = padding_leak(lm)
+    if difference > _padding_tolerance(lm.dtype):
+        lm.honours_attention_mask = False
+        warnings.warn(
+            f"model={name!r} (backend='remote') ignores attention_mask: a left-padded row's "
+            f"logits differ from the same row alone by up to {difference:.3g}. Rows of "
+            f"different prompt lengths therefore run in separate forward passes (one per "
+            f"distinct amount of padding in a batch), which is exact but slower; "
+            f"backend='native' batches them in one forward.",
+            stacklevel=2,
+        )
+    return lm
+
+
+def _load_remote(
+    name: str, path: Path, family: ModelFamily, dtype: torch.dtype, allow_code: bool
+) -> tuple[torch.nn.Module, PreTrainedTokenizerBase]:
     auto_class = AutoModel if family.auto_class == "AutoModel" else AutoModelForMaskedLM
     load_kwargs = {"trust_remote_code": allow_code}
-    if source == name and not path.is_dir():
-        tokenizer = _from_hub_or_cache(AutoTokenizer, name, "tokenizer", **load_kwargs)
-        model = _from_hub_or_cache(
-            auto_class, name, "model weights", dtype=resolved_dtype, **load_kwargs
-        )
-    else:
-        tokenizer = AutoTokenizer.from_pretrained(source, **load_kwargs)
-        model = auto_class.from_pretrained(source, dtype=resolved_dtype, **load_kwargs)
-    model = model.to(resolved_device).eval()
-    return wrap_model(name, model, tokenizer, family)
+    try:
+        if not path.is_dir():
+            tokenizer = _from_hub_or_cache(AutoTokenizer, name, "tokenizer", **load_kwargs)
+            model = _from_hub_or_cache(
+                auto_class, name, "model weights", dtype=dtype, **load_kwargs
+            )
+        else:
+            tokenizer = AutoTokenizer.from_pretrained(path, **load_kwargs)
+            model = auto_class.from_pretrained(path, dtype=dtype, **load_kwargs)
+    except (AttributeError, KeyError, ImportError, TypeError) as error:
+        if family is MASKED_LM:
+            raise
+        raise ModelUnavailableError(
+            f"model={name!r}: the code published with this {family.name} checkpoint does not "
+            f"run under transformers {transformers.__version__} ({type(error).__name__}: "
+            f"{error}). backend='native' (the default) runs it without that code."
+        ) from error
+    return model, tokenizer
+
+
+def _padding_tolerance(dtype: torch.dtype) -> float:
+    """Largest |logit difference| that still counts as "padding is invisible"."""
+    return 1e-3 if dtype == torch.float32 else 0.1
+
+
+@torch.no_grad()
+def padding_leak(lm: DiffusionLM, length: int = 8, padding: int = 3) -> float:
+    """Max |logit difference| between a row left-padded in a batch and the same row alone,
+    relative to the largest logit (at least 1): about 1e-6 for a model that honours
+    ``attention_mask``, order 1 for one that ignores it."""
+    generator = torch.Generator().manual_seed(0)
+    high = min(len(lm.tokenizer), lm.mask_token_id) if lm.mask_token_id > 0 else len(lm.tokenizer)
+    tokens = torch.randint(0, max(high, 2), (2, length), generator=generator)
+    attention_mask = torch.ones_like(tokens, dtype=torch.bool)
+    tokens[1, :padding] = lm.pad_token_id
+    attention_mask[1, :padding] = False
+    position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+    tokens, attention_mask, position_ids = (
+        t.to(lm.device) for t in (tokens, attention_mask, position_ids)
+    )
+    batched = lm.call_model(tokens, attention_mask, position_ids)[1, padding:]
+    alone = lm.call_model(
+        tokens[1:, padding:], attention_mask[1:, padding:], position_ids[1:, padding:]
+    )[0]
+    scale = max(1.0, float(alone.abs().max()))
+    return float((batched.float() - alone.float()).abs().max()) / scale
 
 
 def _family_of_folder(path: Path) -> ModelFamily:
     config_file = path / "config.json"
     if not config_file.is_file():
         raise ValueError(f"model={str(path)!r}: the folder has no config.json")
-    model_type = json.loads(config_file.read_text()).get("model_type", "")
-    return FAMILIES_BY_MODEL_TYPE.get(model_type, MASKED_LM)
+    model_type = str(json.loads(config_file.read_text()).get("model_type", ""))
+    return FAMILIES_BY_MODEL_TYPE.get(model_type.lower(), MASKED_LM)
 
 
 def _reject_near_miss(name: str) -> None:
@@ -332,25 +497,51 @@ def _reject_near_miss(name: str) -> None:
         )
 
 
+def _first_id(value: Any) -> int | None:
+    """A token id from a config field that may hold one id or a list of them."""
+    if isinstance(value, (list, tuple)):
+        value = value[0] if value else None
+    return int(value) if isinstance(value, int) else None
+
+
 def wrap_model(
-    name: str, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, family: ModelFamily
+    name: str,
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    family: ModelFamily,
+    backend: str = "native",
 ) -> DiffusionLM:
-    """Wrap a loaded ``model`` and ``tokenizer`` of ``family`` as a :class:`DiffusionLM`."""
+    """Wrap a loaded ``model`` and ``tokenizer`` of ``family`` as a :class:`DiffusionLM`.
+
+    Special ids come from the model's config first, then its tokenizer; the family's
+    constants only fill what both leave unsaid.
+    """
     config = model.config
-    mask_token_id = family.mask_token_id
+    vocab = len(tokenizer)
+    mask_token_id = _first_id(getattr(config, "mask_token_id", None))
     if mask_token_id is None:
-        mask_token_id = getattr(config, "mask_token_id", None) or tokenizer.mask_token_id
+        mask_token_id = tokenizer.mask_token_id
+    if mask_token_id is None:
+        mask_token_id = family.mask_token_id
     if mask_token_id is None:
         raise ValueError(f"model={name!r} has no mask token (neither its config nor its tokenizer)")
-    eot_token_id = None
-    if family.eot_token is not None:
+    eot_token_id = _first_id(getattr(config, "eot_token_id", None))
+    if eot_token_id is None and family.eot_token is not None:
         token_id = tokenizer.convert_tokens_to_ids(family.eot_token)
         if token_id is not None and token_id != tokenizer.unk_token_id:
             eot_token_id = token_id
+    if eot_token_id is None and family.eot_token_id is not None and family.eot_token_id < vocab:
+        eot_token_id = family.eot_token_id
     eos_token_id = tokenizer.eos_token_id
+    if eos_token_id is None:
+        eos_token_id = _first_id(getattr(config, "eos_token_id", None))
     if eos_token_id is None and tokenizer.sep_token_id is not None:
         eos_token_id = tokenizer.sep_token_id  # BERT-style masked LMs
-    pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_token_id
+    pad_token_id = tokenizer.pad_token_id
+    if pad_token_id is None:
+        pad_token_id = _first_id(getattr(config, "pad_token_id", None))
+    if pad_token_id is None:
+        pad_token_id = eos_token_id
     max_length = None
     for key in ("max_position_embeddings", "max_sequence_length"):
         value = getattr(config, key, None)
@@ -367,6 +558,7 @@ def wrap_model(
         eot_token_id=eot_token_id,
         pad_token_id=int(pad_token_id if pad_token_id is not None else 0),
         max_length=max_length,
+        backend=backend,
     )
 
 
@@ -379,15 +571,20 @@ def shared_model(
     device: str | torch.device = "auto",
     dtype: str | torch.dtype = "auto",
     trust_remote_code: bool | None = None,
+    backend: str = "auto",
 ) -> DiffusionLM:
     """:func:`load_model`, loaded once per process for the same arguments.
 
     Environments use it so that many of them (a ``SyncVectorEnv`` of single envs, say) share
     one copy of the weights; the model is frozen, so sharing it is safe.
     """
-    key = (str(name_or_path), str(device), str(dtype), trust_remote_code)
+    key = (str(name_or_path), str(device), str(dtype), trust_remote_code, backend)
     if key not in _SHARED:
         _SHARED[key] = load_model(
-            name_or_path, device=device, dtype=dtype, trust_remote_code=trust_remote_code
+            name_or_path,
+            device=device,
+            dtype=dtype,
+            trust_remote_code=trust_remote_code,
+            backend=backend,
         )
     return _SHARED[key]
