@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from dllm_gym.decoding import decode, threshold_rule, top_k_rule
 from dllm_gym.models.architecture import DiffusionTransformerConfig, DiffusionTransformerForMaskedLM
 from dllm_gym.models.loading import OWN, wrap_model
-from dllm_gym.models.tokenizer import EOT_TOKEN, build_word_tokenizer
+from dllm_gym.models.tokenizer import EOT_TOKEN, build_word_tokenizer, save_portable_tokenizer
 from dllm_gym.tasks.arith import ArithTask, vocabulary
 
 
@@ -241,7 +241,7 @@ def save_checkpoint(model, tokenizer, out: Path, summary: dict) -> None:
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
+    save_portable_tokenizer(tokenizer, tmp)
     (tmp / "training.json").write_text(json.dumps(summary, indent=2) + "\n")
     old = out.with_name(out.name + ".old")
     shutil.rmtree(old, ignore_errors=True)

@@ -2,7 +2,7 @@ import json
 
 import pytest
 import torch
-from transformers import AutoConfig, AutoModelForMaskedLM
+from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer
 
 from dllm_gym.decoding import decode, top_k_rule
 from dllm_gym.models.architecture import DiffusionTransformerConfig, DiffusionTransformerForMaskedLM
@@ -164,3 +164,23 @@ def test_shifted_logit_models_reveal_the_right_positions(word_tokenizer):
 def test_config_validates_head_sizes():
     with pytest.raises(ValueError, match="not divisible"):
         DiffusionTransformerConfig(hidden_size=30, num_attention_heads=4)
+
+
+def test_saved_tokenizer_config_is_readable_by_transformers_4_and_5(tmp_path, word_tokenizer):
+    from dllm_gym.models.loading import EMBEDDED_MODEL_DIR
+    from dllm_gym.models.tokenizer import save_portable_tokenizer
+
+    save_portable_tokenizer(word_tokenizer, tmp_path)
+    for folder in (tmp_path, EMBEDDED_MODEL_DIR):
+        config = json.loads((folder / "tokenizer_config.json").read_text())
+        # transformers 4.x knows neither TokenizersBackend nor a list of extra_special_tokens.
+        assert config["tokenizer_class"] == "PreTrainedTokenizerFast"
+        assert "extra_special_tokens" not in config
+        assert "<|eot_id|>" in config["additional_special_tokens"]
+    reloaded = AutoTokenizer.from_pretrained(tmp_path)
+    text = "Box 1 has 17 + 2 = 19. #### 5"
+    assert reloaded(text)["input_ids"] == word_tokenizer(text)["input_ids"]
+    assert reloaded.convert_tokens_to_ids("<|eot_id|>") == word_tokenizer.convert_tokens_to_ids(
+        "<|eot_id|>"
+    )
+    assert reloaded.chat_template == word_tokenizer.chat_template

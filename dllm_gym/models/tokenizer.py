@@ -9,7 +9,10 @@ an end-of-text token that pads the response, an end-of-turn token and a chat tem
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Iterable
+from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
@@ -71,3 +74,19 @@ def build_word_tokenizer(words: Iterable[str]) -> PreTrainedTokenizerFast:
     )
     tokenizer.chat_template = CHAT_TEMPLATE
     return tokenizer
+
+
+def save_portable_tokenizer(tokenizer: PreTrainedTokenizerFast, folder: str | os.PathLike) -> None:
+    """``save_pretrained``, with a ``tokenizer_config.json`` every supported ``transformers``
+    reads: transformers 5 writes its own class name (``TokenizersBackend``) and list of
+    ``extra_special_tokens``, which 4.x does not know; both read ``PreTrainedTokenizerFast``
+    with ``additional_special_tokens``."""
+    tokenizer.save_pretrained(folder)
+    config_file = Path(folder) / "tokenizer_config.json"
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    config.pop("backend", None)
+    config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    extra = config.pop("extra_special_tokens", None)
+    if isinstance(extra, list):
+        config["additional_special_tokens"] = extra
+    config_file.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
