@@ -33,6 +33,7 @@ from dllm_gym.decoding import decode, threshold_rule, top_k_rule
 from dllm_gym.models.architecture import DiffusionTransformerConfig, DiffusionTransformerForMaskedLM
 from dllm_gym.models.loading import OWN, wrap_model
 from dllm_gym.models.tokenizer import EOT_TOKEN, build_word_tokenizer, save_portable_tokenizer
+from dllm_gym.tasks import make_task
 from dllm_gym.tasks.arith import ArithTask, vocabulary
 
 
@@ -46,8 +47,12 @@ class TrainConfig:
     """folder of the resumable training state and the CSV log"""
     seed: int = 0
     """seed of the data order, the masks and the initialisation"""
+    task: str = "arith"
+    """the task trained on: "arith" (v0) or "arith-v1" """
     task_seed: int = 0
     """seed of the Arith generator (problem i of a split depends only on it)"""
+    init_from: str = ""
+    """warm start: a saved model folder whose weights (and shape) the run starts from"""
     min_steps: int = 2
     """fewest operations of an Arith problem"""
     max_steps: int = 4
@@ -94,8 +99,9 @@ class TrainConfig:
     """torch CPU threads"""
     device: str = "cpu"
     """device to train on (the shipped checkpoint is trained on the CPU)"""
-    autocast_bf16: bool = False
-    """run the forward and backward passes under bfloat16 autocast (weights stay float32)"""
+    precision: str = "auto"
+    """"fp32", "bf16" (forward and backward under bfloat16 autocast, weights float32), or
+    "auto": time both on a training batch at the start and take the faster"""
     extra: dict = field(default_factory=dict)
     """free-form notes stored in training.json"""
 
@@ -108,6 +114,12 @@ BOOKKEEPING = {
 
 
 def build_model(config: TrainConfig, tokenizer) -> DiffusionTransformerForMaskedLM:
+    if config.init_from:  # the warm start's shape and weights; the new position limit
+        model = DiffusionTransformerForMaskedLM.from_pretrained(config.init_from)
+        if len(tokenizer) != model.config.vocab_size:
+            raise SystemExit(f"--init-from {config.init_from}: its vocabulary is not the task's")
+        model.config.max_position_embeddings = config.max_length
+        return model
     model_config = DiffusionTransformerConfig(
         vocab_size=len(tokenizer),
         hidden_size=config.hidden_size,
@@ -230,6 +242,36 @@ def evaluate(model, tokenizer, task: ArithTask, config: TrainConfig) -> dict[str
     return results
 
 
+def choose_precision(model, batch, generator, config: TrainConfig, mask_id: int) -> dict:
+    """Seconds of a forward and backward pass on ``batch`` in float32 and under bfloat16
+    autocast (median of 3 after a warm-up; the gradients are discarded), and the choice:
+    ``config.precision``, or the faster where it is "auto"."""
+    seconds = {}
+    device_type = torch.device(config.device).type
+    for name in ("fp32", "bf16"):
+        times = []
+        for repeat in range(4):
+            start = time.perf_counter()
+            with torch.autocast(device_type, dtype=torch.bfloat16, enabled=name == "bf16"):
+                loss, _ = masked_diffusion_loss(
+                    model, batch, torch.Generator().manual_seed(repeat), config.mask_eps, mask_id
+                )
+            loss.backward()
+            model.zero_grad(set_to_none=True)
+            if repeat:
+                times.append(time.perf_counter() - start)
+        seconds[name] = float(np.median(times))
+    chosen = config.precision
+    if chosen == "auto":
+        chosen = min(seconds, key=seconds.get)
+    print(
+        f"step time: fp32 {seconds['fp32']:.3f} s, bf16 autocast {seconds['bf16']:.3f} s; "
+        f"training in {chosen}",
+        flush=True,
+    )
+    return {"seconds": seconds, "chosen": chosen}
+
+
 def atomic_torch_save(obj, path: Path) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(obj, tmp)
@@ -286,7 +328,9 @@ def main(config: TrainConfig) -> None:
     work = Path(config.work_dir)
     work.mkdir(parents=True, exist_ok=True)
     tokenizer = build_word_tokenizer(vocabulary())
-    task = ArithTask(seed=config.task_seed, min_steps=config.min_steps, max_steps=config.max_steps)
+    task = make_task(
+        config.task, seed=config.task_seed, min_steps=config.min_steps, max_steps=config.max_steps
+    )
     model = build_model(config, tokenizer).to(config.device)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embed" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embed" not in n)]
@@ -318,8 +362,14 @@ def main(config: TrainConfig) -> None:
         rng.bit_generator.state = state["numpy_rng"]
         generator.set_state(state["torch_rng"].cpu())
         step, elapsed, curve = state["step"], state["elapsed"], state["curve"]
+        precision = state["precision"]
         print(f"resumed from {state_path} at step {step}")
     batches = Batches(task, tokenizer, config)
+    if step == 0:
+        precision = choose_precision(
+            model, batches.sample(np.random.default_rng(config.seed + 1)), generator, config,
+            tokenizer.mask_token_id,
+        )  # fmt: skip
     log_path = work / "log.csv"
     log_fields = ["step", "seconds", "lr", "loss", "acc_other", "acc_result", "acc_answer"]
     if not log_path.exists():
@@ -333,7 +383,9 @@ def main(config: TrainConfig) -> None:
             group["lr"] = learning_rate(config, step)
         batch = batches.sample(rng)
         with torch.autocast(
-            torch.device(config.device).type, dtype=torch.bfloat16, enabled=config.autocast_bf16
+            torch.device(config.device).type,
+            dtype=torch.bfloat16,
+            enabled=precision["chosen"] == "bf16",
         ):
             loss, stats = masked_diffusion_loss(
                 model, batch, generator, config.mask_eps, tokenizer.mask_token_id
@@ -373,6 +425,7 @@ def main(config: TrainConfig) -> None:
                     "step": step,
                     "elapsed": time.time() - started,
                     "curve": curve,
+                    "precision": precision,
                 },
                 state_path,
             )
@@ -381,6 +434,7 @@ def main(config: TrainConfig) -> None:
         "parameters": sum(p.numel() for p in model.parameters()),
         "minutes": round((time.time() - started) / 60, 1),
         "hardware": describe_hardware(config),
+        "precision": precision,
         "validation_curve": curve,
     }
     save_checkpoint(model.cpu(), tokenizer, Path(config.out), summary)

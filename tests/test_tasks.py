@@ -1,5 +1,6 @@
 import re
 
+import numpy as np
 import pytest
 
 from dllm_gym.tasks import ArithTask, GSM8KTask, make_task
@@ -156,3 +157,65 @@ def test_gsm8k_from_the_hub_needs_the_datasets_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "datasets", None)  # as if the extra were not installed
     with pytest.raises(ImportError, match=r"dllm-gym\[datasets\].*data_files"):
         GSM8KTask().problems("test")
+
+
+def test_arith_v1_asks_for_a_random_depth_and_answers_only_that_far():
+    from dllm_gym.tasks.arith_v1 import ArithV1Task
+
+    task = ArithV1Task()
+    depths, links = [], []
+    for index in range(300):
+        problem = task.problem("test", index)
+        chain, _ = task.chain("test", index)
+        steps = problem.solution.split("\n")[0].split(". ")
+        depth = len(steps) - 1
+        depths.append(depth)
+        links.append(len(chain.steps))
+        # The prompt always tells every link; the answer stops at the asked box.
+        assert problem.question.count("Compared to") == len(chain.steps)
+        assert 1 <= depth <= len(chain.steps)
+        assert problem.reference == str(chain.values()[depth])
+        assert problem.solution.endswith(f"#### {chain.values()[depth]}")
+    depths, links = np.array(depths), np.array(links)
+    # Depth is uniform in 1..N: the answer's length is not a function of the prompt's.
+    for n in (3, 4):
+        counts = np.bincount(depths[links == n], minlength=n + 1)[1:]
+        assert len(counts) == n and counts.min() > 0.5 * counts.mean(), counts
+
+
+def test_arith_v1_swaps_commutative_operands_at_random():
+    from dllm_gym.tasks.arith import Chain
+    from dllm_gym.tasks.arith_v1 import ArithV1Task, render_v1
+
+    chain = Chain(3, (("+", 4), ("*", 1), ("-", 2)))
+    plain = render_v1(chain, [1, 2, 3, 4], "pens", depth=3)
+    swapped = render_v1(chain, [1, 2, 3, 4], "pens", depth=3, swapped=[True, True, False])
+    assert "Box 2 has 3 + 4 = 7. Box 3 has 7 * 1 = 7." in plain.solution
+    assert "Box 2 has 4 + 3 = 7. Box 3 has 1 * 7 = 7." in swapped.solution
+    assert plain.reference == swapped.reference == "5"
+    with pytest.raises(ValueError, match="swapped: a '-' step"):
+        render_v1(chain, [1, 2, 3, 4], "pens", depth=3, swapped=[False, False, True])
+    with pytest.raises(ValueError, match=r"depth: expected 1\.\.3"):
+        render_v1(chain, [1, 2, 3, 4], "pens", depth=0)
+    task = ArithV1Task()
+    solutions = [task.problem("test", i).solution for i in range(200)]
+    forms = {"value first": 0, "operand first": 0}
+    for solution in solutions:
+        for step in solution.split(". ")[1:]:
+            words = step.split()
+            if len(words) >= 7 and words[4] in {"+", "*"}:
+                left, right = int(words[3]), int(words[5])
+                if left != right:
+                    previous = solution.split(". ")[solution.split(". ").index(step) - 1]
+                    value = previous.split()[-1].rstrip(".")
+                    forms["value first" if str(left) == value else "operand first"] += 1
+    share = forms["operand first"] / sum(forms.values())
+    assert 0.35 < share < 0.65, forms
+
+
+def test_arith_v1_splits_are_disjoint_in_their_numbers():
+    from dllm_gym.tasks.arith_v1 import ArithV1Task
+
+    task = ArithV1Task()
+    chains = {split: {task.chain(split, i)[0] for i in range(300)} for split in ("train", "test")}
+    assert not chains["train"] & chains["test"]

@@ -2,14 +2,15 @@
 
 from dllm_gym.tasks.answers import answers_match, extract_answer, normalize_number
 from dllm_gym.tasks.arith import ArithTask
+from dllm_gym.tasks.arith_v1 import ArithV1Task
 from dllm_gym.tasks.base import Problem, Task
 from dllm_gym.tasks.gsm8k import GSM8KTask
 
-TASKS: dict[str, type[Task]] = {"arith": ArithTask, "gsm8k": GSM8KTask}
+TASKS: dict[str, type[Task]] = {"arith": ArithTask, "arith-v1": ArithV1Task, "gsm8k": GSM8KTask}
 
 
 def make_task(name: str, **kwargs) -> Task:
-    """The task called ``name`` (``"arith"`` or ``"gsm8k"``) built with ``kwargs``."""
+    """The task called ``name`` (a key of ``TASKS``) built with ``kwargs``."""
     if name not in TASKS:
         raise ValueError(f"task={name!r} is not a known task; expected one of {sorted(TASKS)}")
     return TASKS[name](**kwargs)
@@ -18,6 +19,7 @@ def make_task(name: str, **kwargs) -> Task:
 __all__ = [
     "TASKS",
     "ArithTask",
+    "ArithV1Task",
     "GSM8KTask",
     "Problem",
     "Task",
