@@ -38,6 +38,7 @@ __all__ = [
     "DEFAULT_GRIDS",
     "POLICIES",
     "EntropyBounded",
+    "EosLastThreshold",
     "Factor",
     "Heuristic",
     "LeftToRight",
@@ -383,6 +384,39 @@ class EntropyBounded(Heuristic):
 
 
 @dataclass
+class EosLastThreshold(Heuristic):
+    """``eos_last_threshold``: the confidence threshold with end of text held back.
+
+    A position *predicts end of text* when its stop tokens (end of text, end of turn) are
+    together at least as likely as its top-1 token (``eos >= confidence``). While any active
+    position predicts content, only those are candidates; end-of-text positions are revealed
+    once nothing else is left in the block. Among the candidates, ``threshold``'s rule: the
+    most confident always, plus every one with confidence at least ``tau``.
+
+    The failure it targets is LLaDA's documented one at long generation lengths (its
+    guidelines: low-confidence remasking yields "an unusually high proportion of EOS"):
+    confidence rules fill the end-of-text tail first, then end of text turns confident inside
+    the answer and truncates it. Holding end of text back is the simplest form of the EOS
+    early rejection of Yang et al. 2025 ("Taming Masked Diffusion Language Models via
+    Consistency Trajectory Reinforcement Learning with Fewer Decoding Step",
+    arXiv:2509.23924), which down-weights end-of-text confidence early in decoding.
+    """
+
+    name: ClassVar[str] = "eos_last_threshold"
+    required_features: ClassVar[tuple[str, ...]] = ("eos",)
+    observation_keys: ClassVar[tuple[str, ...]] = ("confidence", "eos")
+    tau: float = 0.9  # confidence threshold among the candidates, in (0, 1]
+
+    def __post_init__(self) -> None:
+        self.tau = _check_real(self.name, "tau", self.tau, 0, 1, low_open=True, high_open=False)
+
+    def _select(self, obs: dict[str, np.ndarray], active: np.ndarray) -> np.ndarray:
+        content = active & (obs["eos"] < obs["confidence"])
+        candidates = np.where(content.any(axis=1, keepdims=True), content, active)
+        return _best_plus_threshold(obs["confidence"], candidates, self.tau)
+
+
+@dataclass
 class LeftToRight(Heuristic):
     """``left_to_right``: the leftmost active position, one per step (autoregressive order,
     the slowest baseline: NFE = L)."""
@@ -404,6 +438,7 @@ POLICIES: dict[str, type[Heuristic]] = {
         Factor,
         MarginThreshold,
         EntropyBounded,
+        EosLastThreshold,
         LeftToRight,
     )
 }
@@ -418,6 +453,7 @@ DEFAULT_GRIDS: dict[str, list[dict[str, Any]]] = {
     "factor": [{"f": f} for f in (0.5, 1.0, 2.0, 3.0, 4.0)],
     "margin_threshold": [{"tau": t} for t in (0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99)],
     "entropy_bounded": [{"gamma": g} for g in (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0)],
+    "eos_last_threshold": [{"tau": t} for t in (0.5, 0.7, 0.9, 0.99)],
     "left_to_right": [{}],
 }
 

@@ -115,6 +115,7 @@ class DecodingState:
     features: tuple[str, ...] = ()
     temperature: float = 0.0
     generator: torch.Generator | None = None
+    stop_token_ids: tuple[int, ...] = ()  # summed by the ``eos`` feature
     nfe: torch.Tensor = field(init=False)  # (B,) forward passes of each row
     unmask_step: torch.Tensor = field(init=False)  # (B, L) step of reveal, -1 while masked
     current_block: torch.Tensor = field(init=False)  # (B,) index of the open block
@@ -156,6 +157,7 @@ class DecodingState:
         features: Collection[str] = (),
         temperature: float = 0.0,
         generator: torch.Generator | None = None,
+        stop_token_ids: Sequence[int] = (),
     ) -> DecodingState:
         """Left-pad ``prompts`` (lists of token ids) and append ``gen_length`` mask tokens."""
         check_lengths(gen_length, block_length)
@@ -177,6 +179,7 @@ class DecodingState:
             features=tuple(features),
             temperature=temperature,
             generator=generator,
+            stop_token_ids=tuple(stop_token_ids),
         )
 
     def restart(
@@ -310,6 +313,7 @@ class DecodingState:
             temperature=self.temperature,
             generator=self.generator,
             previous_log_probs=previous,
+            stop_token_ids=self.stop_token_ids,
         )
         if out.kl is not None:  # a row's first forward has no previous step to compare with
             first = self.nfe == 0 if index is None else self.nfe.index_select(0, index) == 0

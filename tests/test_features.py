@@ -99,3 +99,16 @@ def test_sampled_confidence_is_the_probability_of_the_drawn_token():
     chosen = probs.gather(-1, out.tokens.unsqueeze(-1)).squeeze(-1)
     assert relative_error(out.confidence, chosen) < 1e-5
     assert not torch.equal(out.tokens, logits.argmax(-1))  # it did sample
+
+
+def test_eos_is_the_probability_of_the_stop_tokens():
+    generator = torch.Generator().manual_seed(7)
+    logits = torch.randn(2, 6, 40, generator=generator) * 3
+    logits[0, 2, 5] += 30.0  # a position sure of end of text
+    out = logit_features(logits, ("eos",), stop_token_ids=(5, 9))
+    probs = torch.softmax(logits.double(), dim=-1)
+    expected = probs[..., 5] + probs[..., 9]
+    assert relative_error(out.eos, expected) < 1e-5
+    assert out.eos[0, 2] > 0.999
+    # No stop tokens given: the text never ends, eos is 0.
+    assert torch.equal(logit_features(logits, ("eos",)).eos, torch.zeros(2, 6))

@@ -26,7 +26,7 @@ from dllm_gym.tasks import ArithTask
 ARITH = "DLLMUnmask-Arith-v0"
 L = gym.spec(ARITH).kwargs["gen_length"]
 BLOCK = gym.spec(ARITH).kwargs["block_length"]
-FEATURES = ("confidence", "margin", "entropy")
+FEATURES = ("confidence", "margin", "entropy", "eos")
 
 
 def observation(active, **entries) -> dict[str, np.ndarray]:
@@ -65,6 +65,24 @@ def test_threshold_reveals_the_most_confident_when_none_reaches_tau_ties_to_the_
     assert policy(obs).tolist() == [0, 1, 0, 0]
     obs = observation([0, 0, 1, 0], confidence=[0.99, 0.99, 0.1, 0.99])
     assert policy(obs).tolist() == [0, 0, 1, 0]  # the single active position
+
+
+def test_eos_last_threshold_holds_end_of_text_back_while_content_is_left():
+    policy = make_policy("eos_last_threshold", tau=0.9)
+    # Positions 1 and 3 predict end of text (eos >= confidence), 0 and 2 content. The most
+    # confident positions are end of text, yet only content is a candidate: 0 (0.95 >= tau);
+    # 2 is content below tau. Threshold alone would reveal 0, 1 and 3.
+    obs = observation([1, 1, 1, 1], confidence=[0.95, 0.99, 0.6, 0.97], eos=[0.01, 0.99, 0.3, 0.98])
+    assert policy(obs).tolist() == [1, 0, 0, 0]
+    assert make_policy("threshold", tau=0.9)(obs).tolist() == [1, 1, 0, 1]
+    # Content below tau only: the most confident content position, not an end-of-text one.
+    obs = observation([1, 1, 1, 0], confidence=[0.5, 0.99, 0.6, 0.1], eos=[0.2, 0.99, 0.1, 0])
+    assert policy(obs).tolist() == [0, 0, 1, 0]
+    # Nothing but end of text left: the threshold rule among them.
+    obs = observation([0, 1, 0, 1], confidence=[0.9, 0.99, 0.6, 0.5], eos=[0.0, 0.99, 0.0, 0.5])
+    assert policy(obs).tolist() == [0, 1, 0, 0]
+    with pytest.raises(ValueError, match="tau"):
+        make_policy("eos_last_threshold", tau=0)
 
 
 def test_margin_threshold_reads_the_margin_not_the_confidence():
@@ -251,6 +269,7 @@ ALL = [
     ("factor", {"f": 1.0}),
     ("margin_threshold", {"tau": 0.4}),
     ("entropy_bounded", {"gamma": 0.5}),
+    ("eos_last_threshold", {"tau": 0.6}),
     ("left_to_right", {}),
 ]
 

@@ -90,6 +90,7 @@ class Workload:
             features=s.obs_features,
             temperature=s.temperature,
             generator=generator,
+            stop_token_ids=model.stop_token_ids,
         )
 
     def episode_ends(
@@ -120,10 +121,10 @@ class Workload:
 
 
 def feature_upper_bound(name: str, vocab_size: int) -> float:
-    """Upper bound of an optional real-valued feature: probabilities are at most 1, the
-    entropy of a distribution over V tokens at most log V; the KL divergence is unbounded, so
-    its bound is the largest float32."""
-    if name == "margin":
+    """Upper bound of an optional real-valued feature: probabilities (margin, eos) are at most
+    1, the entropy of a distribution over V tokens at most log V; the KL divergence is
+    unbounded, so its bound is the largest float32."""
+    if name in ("margin", "eos"):
         return 1.0
     if name == "entropy":
         return float(np.log(vocab_size))

@@ -8,7 +8,9 @@ reference to a relative error well below 1e-5 even for near-certain predictions:
 - ``confidence = 1 / (1 + rest)`` (the argmax) or ``exp(z_token) / (1 + rest)`` (a draw);
 - ``margin = p1 - p2 = -expm1(z2) / (1 + rest)``;
 - ``entropy = log1p(rest) + sum_j p_j * (-z_j)``, a sum of non-negative terms;
-- ``kl = sum_j p_j (log p_j - log q_j)`` against the previous step's log-probabilities ``q``.
+- ``kl = sum_j p_j (log p_j - log q_j)`` against the previous step's log-probabilities ``q``;
+- ``eos = sum_s exp(z_s) / (1 + rest)`` over the stop tokens ``s`` (end of text, end of turn):
+  the probability that the text ends at this position.
 
 Logits are processed in chunks of rows, so vocabulary-sized float32 temporaries stay bounded
 (1 GiB per temporary).
@@ -16,12 +18,12 @@ Logits are processed in chunks of rows, so vocabulary-sized float32 temporaries 
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import torch
 
-OPTIONAL_FEATURES: tuple[str, ...] = ("margin", "entropy", "token", "kl")
+OPTIONAL_FEATURES: tuple[str, ...] = ("margin", "entropy", "token", "kl", "eos")
 # Temporaries of at most this many float32 elements per chunk (1 GiB).
 _CHUNK_ELEMENTS = 1 << 28
 
@@ -35,6 +37,7 @@ class LogitFeatures:
     margin: torch.Tensor | None = None  # float32: top-1 minus top-2 probability
     entropy: torch.Tensor | None = None  # float32: entropy in nats
     kl: torch.Tensor | None = None  # float32: KL(this step || previous step), nats
+    eos: torch.Tensor | None = None  # float32: probability of a stop token (end of text/turn)
     log_probs: torch.Tensor | None = None  # (batch, length, vocab) float32, kept for ``kl``
 
 
@@ -69,6 +72,7 @@ def logit_features(
     temperature: float = 0.0,
     generator: torch.Generator | None = None,
     previous_log_probs: torch.Tensor | None = None,
+    stop_token_ids: Sequence[int] = (),
 ) -> LogitFeatures:
     """Tokens to reveal, their confidence and the requested ``features`` from ``logits``.
 
@@ -82,6 +86,7 @@ def logit_features(
         generator: random generator for the Gumbel noise.
         previous_log_probs: log-probabilities of the previous step, for ``kl``; when None the
             KL is 0 (first step).
+        stop_token_ids: the ids whose probabilities ``eos`` sums (none: ``eos`` is 0).
     """
     check_feature_names(features)
     want_kl = "kl" in features
@@ -91,7 +96,11 @@ def logit_features(
     for start in range(0, batch, rows):
         chunk = logits[start : start + rows]
         previous = None if previous_log_probs is None else previous_log_probs[start : start + rows]
-        parts.append(_chunk_features(chunk, features, temperature, generator, previous, want_kl))
+        parts.append(
+            _chunk_features(
+                chunk, features, temperature, generator, previous, want_kl, stop_token_ids
+            )
+        )
     if len(parts) == 1:
         return parts[0]
     merged = {}
@@ -108,6 +117,7 @@ def _chunk_features(
     generator: torch.Generator | None,
     previous_log_probs: torch.Tensor | None,
     want_kl: bool,
+    stop_token_ids: Sequence[int] = (),
 ) -> LogitFeatures:
     logits = logits.float()
     top1, argmax = logits.max(dim=-1)
@@ -135,4 +145,7 @@ def _chunk_features(
         else:
             out.kl = (log_probs.exp() * (log_probs - previous_log_probs.float())).sum(-1)
         out.log_probs = log_probs
+    if "eos" in features:
+        stops = torch.as_tensor(list(stop_token_ids), dtype=torch.long, device=logits.device)
+        out.eos = (shifted.index_select(-1, stops) - log_norm.unsqueeze(-1)).exp().sum(-1)
     return out
