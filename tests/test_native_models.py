@@ -316,3 +316,25 @@ def test_vector_env_equals_single_envs_with_mixed_prompt_lengths(
         np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-5)
     vector.close()
     single.close()
+
+
+def test_known_id_loads_natively_from_the_hugging_face_cache(checkpoints, tmp_path, monkeypatch):
+    """A cached snapshot of a known id (the cache's own layout: refs/main names a snapshot
+    folder) loads on the native backend without running code and without the network."""
+    folder, config, state = checkpoints["llada"]
+    hub = tmp_path / "hub"
+    repo = hub / "models--GSAI-ML--LLaDA-8B-Instruct"
+    revision = "0123456789abcdef0123456789abcdef01234567"
+    shutil.copytree(folder, repo / "snapshots" / revision)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(hub))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    lm = load_model("GSAI-ML/LLaDA-8B-Instruct", device="cpu")
+    assert lm.backend == "native" and lm.family is LLADA
+    ids = torch.randint(0, config["vocab_size"], (1, 9), generator=torch.Generator().manual_seed(4))
+    torch.testing.assert_close(
+        lm.model(ids).logits, reference_llada_logits(state, config, ids), rtol=1e-5, atol=1e-4
+    )

@@ -39,6 +39,11 @@ logger = logging.getLogger(__name__)
 
 EMBEDDED_MODEL = "embedded"
 EMBEDDED_MODEL_DIR = Path(__file__).resolve().parent / "embedded"
+# The embedded checkpoints by name: v0's model (Arith-v0) and v1's (Arith-v1).
+EMBEDDED_MODELS: dict[str, Path] = {
+    EMBEDDED_MODEL: EMBEDDED_MODEL_DIR,
+    "embedded-v1": Path(__file__).resolve().parent / "embedded_v1",
+}
 OWN_MODEL_TYPE = DiffusionTransformerConfig.model_type
 BACKENDS = ("auto", "native", "remote")
 # Files the native backend needs from a hub repository: no code.
@@ -333,9 +338,9 @@ def load_model(
     """Load a dLLM and its tokenizer.
 
     Args:
-        name_or_path: ``"embedded"``, a known id (``GSAI-ML/LLaDA-8B-Instruct``,
-            ``Dream-org/Dream-v0-Instruct-7B``, ...), a local folder, or the hub id of any
-            ``AutoModelForMaskedLM``.
+        name_or_path: ``"embedded"`` (``"embedded-v1"``), a known id
+            (``GSAI-ML/LLaDA-8B-Instruct``, ``Dream-org/Dream-v0-Instruct-7B``, ...), a local
+            folder, or the hub id of any ``AutoModelForMaskedLM``.
         device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
         dtype: ``"auto"`` (bfloat16 on GPU, float32 on CPU), ``"bfloat16"``, ``"float16"``,
             ``"float32"`` or a ``torch.dtype``.
@@ -359,11 +364,11 @@ def load_model(
     if backend not in BACKENDS:
         raise ValueError(f"backend={backend!r} is not valid; expected one of {list(BACKENDS)}")
     known = KNOWN_MODELS.get(name)
-    path = EMBEDDED_MODEL_DIR if name == EMBEDDED_MODEL else Path(name).expanduser()
+    path = EMBEDDED_MODELS.get(name) or Path(name).expanduser()
 
-    if name == EMBEDDED_MODEL and not (path / "config.json").is_file():
+    if name in EMBEDDED_MODELS and not (path / "config.json").is_file():
         raise ModelUnavailableError(
-            f"model='embedded': the embedded checkpoint is missing from {path}; reinstall "
+            f"model={name!r}: the embedded checkpoint is missing from {path}; reinstall "
             "dllm-gym or train it with scripts/train_embedded_model.py"
         )
     if known is not None:
@@ -487,7 +492,7 @@ def _family_of_folder(path: Path) -> ModelFamily:
 
 def _reject_near_miss(name: str) -> None:
     """A name close to a known one is a typo, not a hub id worth a network round trip."""
-    choices = [EMBEDDED_MODEL, *KNOWN_MODELS]
+    choices = [*EMBEDDED_MODELS, *KNOWN_MODELS]
     close = difflib.get_close_matches(name, choices, n=1, cutoff=0.75)
     if close or "/" not in name:
         hint = f"did you mean {close[0]!r}? " if close else ""
