@@ -18,7 +18,6 @@ ends with one line on standard error and exit status 2; ``--debug`` shows the tr
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,17 +26,20 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import yaml
+from gymnasium.vector import AutoresetMode
 
 import dllm_gym
 from agents import evaluate as evaluation
-from agents import grpo
+from agents import grpo, results
+from agents.arguments import add_dataclass_arguments, dataclass_from_namespace
 from agents.heuristics import DEFAULT_GRIDS, POLICIES, describe, make_policy
 from agents.policy import LearnedPolicy, shipped_checkpoint
+from agents.rollout import run_episodes
+from agents.sweep import sweep
 
 ID_PREFIX = "DLLMUnmask-"
-USER_ERRORS = (
-    ValueError, TypeError, KeyError, OSError, gym.error.Error, dllm_gym.ModelUnavailableError,
-)  # fmt: skip
+# User mistakes: one line and exit status 2. Anything else is a bug and shows its traceback.
+USER_ERRORS = (ValueError, OSError, gym.error.Error, dllm_gym.ModelUnavailableError)
 
 
 def parse_assignments(items: Sequence[str], flag: str) -> dict[str, Any]:
@@ -143,7 +145,7 @@ def command_sweep(args: argparse.Namespace) -> None:
         grids[name] = grid
     policies = [make_policy(name, **point) for name in names for point in grids[name]]
     out = Path(args.out)
-    summaries = evaluation.sweep(
+    summaries = sweep(
         policies,
         args.env_id,
         episodes=args.episodes,
@@ -153,8 +155,8 @@ def command_sweep(args: argparse.Namespace) -> None:
         progress=not args.quiet,
     )
     title = args.title or f"{args.env_id}: accuracy against forward passes"
-    evaluation.plot_accuracy_vs_nfe(summaries, out / "pareto", title)
-    evaluation.write_tables(summaries, out / "pareto")
+    results.plot_accuracy_vs_nfe(summaries, out / "pareto", title)
+    results.write_tables(summaries, out / "pareto")
     print((out / "pareto.md").read_text(), end="")
     print(f"figure: {out / 'pareto.png'} and .svg; table: {out / 'pareto.md'} and .csv")
 
@@ -179,34 +181,46 @@ def command_play(args: argparse.Namespace) -> None:
     overrides = parse_assignments(args.set, "--set")
     settings = settings_of(args.env_id, overrides)
     features = sorted(set(settings.get("obs_features") or []) | set(policy.required_features))
-    env = gym.make(args.env_id, render_mode="ansi", **{**overrides, "obs_features": features})
+    envs = gym.make_vec(
+        args.env_id,
+        num_envs=1,
+        render_mode="ansi",
+        autoreset_mode=AutoresetMode.DISABLED,
+        **{**overrides, "obs_features": features},
+    )
     policy.configure(gen_length=settings["gen_length"], block_length=settings["block_length"])
-    obs, _ = env.reset(
-        seed=args.seed, options=None if args.index is None else {"index": args.index}
-    )
     print(f"{describe(policy)} on {args.env_id}\n")
-    print(env.render())
-    step, done, info, reward = 0, False, {}, 0.0
-    while not done:
-        before = obs["mask"].astype(bool)
-        obs, reward, terminated, truncated, info = env.step(policy(obs))
-        step += 1
-        revealed = np.flatnonzero(before & ~obs["mask"].astype(bool))
-        print(f"step {step}: revealed positions {revealed.tolist()}")
-        print(env.render())
-        done = terminated or truncated
+    steps = 0
+
+    def act(obs: dict[str, np.ndarray], running: np.ndarray) -> np.ndarray:
+        if steps == 0:
+            print(envs.render()[0])
+        return policy(obs)
+
+    def show(before: dict, actions: np.ndarray, after: dict, running: np.ndarray) -> None:
+        nonlocal steps
+        steps += 1
+        revealed = np.flatnonzero(before["mask"][0].astype(bool) & ~after["mask"][0].astype(bool))
+        print(f"step {steps}: revealed positions {revealed.tolist()}")
+        print(envs.render()[0])
+
+    indices = None if args.index is None else [args.index]
+    try:
+        (episode,) = run_episodes(envs, act, indices, refill=False, seed=args.seed, on_step=show)
+    finally:
+        envs.close()
+    info = episode.info
     verdict = "correct" if info["correct"] else "wrong"
+    answer, reference = (None if v is None else str(v) for v in (info["answer"], info["reference"]))
     print(
-        f"answer {info['answer']!r}, reference {info['reference']!r}: {verdict}; "
-        f"NFE {info['nfe']}, reward {float(reward):.3f}"
+        f"answer {answer!r}, reference {reference!r}: {verdict}; "
+        f"NFE {int(info['nfe'])}, reward {episode.reward:.3f}"
     )
-    env.close()
 
 
 def command_train(args: argparse.Namespace) -> None:
     check_env_id(args.env_id)
-    names = {f.name for f in dataclasses.fields(grpo.Args)}
-    settings = grpo.Args(**{k: v for k, v in vars(args).items() if k in names})
+    settings = dataclass_from_namespace(grpo.Args, args)
     last = grpo.train(settings)
     print(
         f"iteration {last['iteration']}: reward {last['reward']:.3f}, accuracy "
@@ -294,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
         "train", help="train the learned unmasking policy with GRPO (see agents/grpo.py)"
     )
     training.add_argument("env_id", help="a registered id, e.g. DLLMUnmask-Arith-v0")
-    grpo.add_arguments(training, skip=("env_id",))
+    add_dataclass_arguments(training, grpo.Args, skip=("env_id",))
     training.set_defaults(run=command_train)
     return parser
 
@@ -307,8 +321,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except USER_ERRORS as error:
         if args.debug:
             raise
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"dllm-gym {args.command}: error: {message}".splitlines()[0], file=sys.stderr)
+        print(f"dllm-gym {args.command}: error: {error}".splitlines()[0], file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"dllm-gym {args.command}: interrupted", file=sys.stderr)

@@ -36,7 +36,6 @@ history. Uses only the public Gymnasium API and the registered ids.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import json
@@ -57,6 +56,7 @@ from gymnasium.vector import AutoresetMode
 from tqdm.auto import tqdm
 
 import dllm_gym  # noqa: F401  (registers the ids)
+from agents.arguments import parse_dataclass
 from agents.files import write_atomic
 from agents.heuristics import Heuristic, make_policy
 from agents.policy import (
@@ -67,6 +67,7 @@ from agents.policy import (
     sample,
     save_policy,
 )
+from agents.rollout import run_episodes
 
 
 @dataclass
@@ -164,17 +165,11 @@ def play_episodes(
     ``indices[i]``), choosing each step's actions with ``act(obs, running)``; each row's final
     reward, correctness and NFE."""
     n = envs.num_envs
-    obs, _ = envs.reset(options={"index": indices})
-    running = np.ones(n, dtype=bool)
     reward, correct, nfe = np.zeros(n), np.zeros(n, dtype=bool), np.zeros(n, dtype=np.int64)
-    while running.any():
-        obs, rewards, terminated, truncated, infos = envs.step(act(obs, running.copy()))
-        ended = (terminated | truncated) & running
-        if ended.any():  # episode-end infos are present only in a step where one ends
-            reward[ended] = rewards[ended]
-            correct[ended] = np.asarray(infos["correct"])[ended]
-            nfe[ended] = np.asarray(infos["nfe"])[ended]
-            running &= ~ended
+    for episode in run_episodes(envs, act, indices, refill=False):
+        reward[episode.row] = episode.reward
+        correct[episode.row] = episode.info["correct"]
+        nfe[episode.row] = episode.info["nfe"]
     return reward, correct, nfe
 
 
@@ -506,27 +501,8 @@ def tensorboard_writer(out_dir: Path):
     return SummaryWriter(str(out_dir / "tensorboard"))
 
 
-def add_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
-    """One flag per field of :class:`Args` (``--group-size``), typed and documented."""
-    for f in dataclasses.fields(Args):
-        if f.name in skip:
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        if isinstance(f.default, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default,
-                                help=f.metadata["help"])  # fmt: skip
-        else:
-            parser.add_argument(flag, type=type(f.default), default=f.default,
-                                help=f"{f.metadata['help']} (default: {f.default})")  # fmt: skip
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    add_arguments(parser)
-    namespace = parser.parse_args()
-    print(train(Args(**vars(namespace))))
+    print(train(parse_dataclass(Args, description=__doc__)))
 
 
 if __name__ == "__main__":

@@ -26,13 +26,14 @@ Uses only the public Gymnasium observation and action format; never imports ``dl
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass
-from numbers import Integral, Real
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar
 
 import numpy as np
+
+from agents.policies import Policy
+from agents.validation import check_int, check_real
 
 __all__ = [
     "DEFAULT_GRIDS",
@@ -50,60 +51,6 @@ __all__ = [
     "describe",
     "make_policy",
 ]
-
-
-@runtime_checkable
-class Policy(Protocol):
-    """What any unmasking policy offers (the heuristics here and learned policies)."""
-
-    name: ClassVar[str]  # registry name, e.g. "threshold"
-    required_features: ClassVar[tuple[str, ...]]  # optional obs features it needs
-
-    def configure(self, *, gen_length: int, block_length: int) -> None:
-        """Receive the environment's settings (called once, before the first episode)."""
-        ...
-
-    def __call__(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
-        """(L,) or (N, L) observation entries -> int8 action of the same shape."""
-        ...
-
-
-# ------------------------------------------------------------------------------ validation
-def _interval(low: float, high: float, low_open: bool, high_open: bool) -> str:
-    def show(value: float) -> str:
-        return "inf" if math.isinf(value) else f"{value:g}"
-
-    return f"{'(' if low_open else '['}{show(low)}, {show(high)}{')' if high_open else ']'}"
-
-
-def _check_real(
-    policy: str,
-    name: str,
-    value: Any,
-    low: float,
-    high: float = math.inf,
-    *,
-    low_open: bool = False,
-    high_open: bool = True,
-) -> float:
-    """``value`` as a float if it is a real number in the interval, else a ValueError."""
-    valid = _interval(low, high, low_open, high_open)
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise ValueError(f"{policy}: {name} must be a number in {valid}, got {value!r}")
-    number = float(value)
-    above = number > low if low_open else number >= low
-    below = number < high if high_open else number <= high
-    if not (above and below):  # also rejects NaN
-        raise ValueError(f"{policy}: {name} must be in {valid}, got {value!r}")
-    return number
-
-
-def _check_int(policy: str, name: str, value: Any, low: int, high: float = math.inf) -> int:
-    """``value`` as an int if it is an integer in [low, high], else a ValueError."""
-    valid = _interval(low, high, low_open=False, high_open=math.isinf(high))
-    if isinstance(value, bool) or not isinstance(value, Integral) or not low <= value <= high:
-        raise ValueError(f"{policy}: {name} must be an integer in {valid}, got {value!r}")
-    return int(value)
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -154,8 +101,8 @@ class Heuristic:
 
     def configure(self, *, gen_length: int, block_length: int) -> None:
         """Store the environment's generation and block lengths (validated)."""
-        gen_length = _check_int(self.name, "gen_length", gen_length, 1)
-        block_length = _check_int(self.name, "block_length", block_length, 1, gen_length)
+        gen_length = check_int(self.name, "gen_length", gen_length, 1)
+        block_length = check_int(self.name, "block_length", block_length, 1, gen_length)
         self.gen_length, self.block_length = gen_length, block_length
 
     def __call__(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -220,8 +167,8 @@ class RandomReveal(Heuristic):
     _rng: np.random.Generator = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        self.k = _check_int(self.name, "k", self.k, 1)
-        self.seed = _check_int(self.name, "seed", self.seed, 0)
+        self.k = check_int(self.name, "k", self.k, 1)
+        self.seed = check_int(self.name, "seed", self.seed, 0)
         self._rng = np.random.default_rng(self.seed)
 
     def configure(self, *, gen_length: int, block_length: int) -> None:
@@ -253,10 +200,10 @@ class TopK(Heuristic):
     steps_per_block: int  # steps s per block, in [1, block_length]
 
     def __post_init__(self) -> None:
-        self.steps_per_block = _check_int(self.name, "steps_per_block", self.steps_per_block, 1)
+        self.steps_per_block = check_int(self.name, "steps_per_block", self.steps_per_block, 1)
 
     def configure(self, *, gen_length: int, block_length: int) -> None:
-        block_length = _check_int(self.name, "block_length", block_length, 1)
+        block_length = check_int(self.name, "block_length", block_length, 1)
         if self.steps_per_block > block_length:
             raise ValueError(
                 f"{self.name}: steps_per_block must be in [1, block_length={block_length}], "
@@ -301,7 +248,7 @@ class Threshold(Heuristic):
     tau: float = 0.9  # confidence threshold, in (0, 1] (0.9 in the paper)
 
     def __post_init__(self) -> None:
-        self.tau = _check_real(self.name, "tau", self.tau, 0, 1, low_open=True, high_open=False)
+        self.tau = check_real(self.name, "tau", self.tau, 0, 1, low_open=True, high_open=False)
 
     def _select(self, obs: dict[str, np.ndarray], active: np.ndarray) -> np.ndarray:
         return _best_plus_threshold(obs["confidence"], active, self.tau)
@@ -323,7 +270,7 @@ class Factor(Heuristic):
     f: float = 1.0  # error factor, > 0; larger reveals more per step
 
     def __post_init__(self) -> None:
-        self.f = _check_real(self.name, "f", self.f, 0, low_open=True)
+        self.f = check_real(self.name, "f", self.f, 0, low_open=True)
 
     def _select(self, obs: dict[str, np.ndarray], active: np.ndarray) -> np.ndarray:
         confidence = obs["confidence"].astype(np.float64)
@@ -348,7 +295,7 @@ class MarginThreshold(Heuristic):
     tau: float = 0.9  # margin threshold, in (0, 1]
 
     def __post_init__(self) -> None:
-        self.tau = _check_real(self.name, "tau", self.tau, 0, 1, low_open=True, high_open=False)
+        self.tau = check_real(self.name, "tau", self.tau, 0, 1, low_open=True, high_open=False)
 
     def _select(self, obs: dict[str, np.ndarray], active: np.ndarray) -> np.ndarray:
         return _best_plus_threshold(obs["margin"], active, self.tau)
@@ -369,7 +316,7 @@ class EntropyBounded(Heuristic):
     gamma: float = 0.1  # entropy budget per step (nats), >= 0; 0 reveals one at a time
 
     def __post_init__(self) -> None:
-        self.gamma = _check_real(self.name, "gamma", self.gamma, 0)
+        self.gamma = check_real(self.name, "gamma", self.gamma, 0)
 
     def _select(self, obs: dict[str, np.ndarray], active: np.ndarray) -> np.ndarray:
         entropy = np.where(active, obs["entropy"].astype(np.float64), 0.0)
@@ -408,7 +355,7 @@ class EosLastThreshold(Heuristic):
     tau: float = 0.9  # confidence threshold among the candidates, in (0, 1]
 
     def __post_init__(self) -> None:
-        self.tau = _check_real(self.name, "tau", self.tau, 0, 1, low_open=True, high_open=False)
+        self.tau = check_real(self.name, "tau", self.tau, 0, 1, low_open=True, high_open=False)
 
     def _select(self, obs: dict[str, np.ndarray], active: np.ndarray) -> np.ndarray:
         content = active & (obs["eos"] < obs["confidence"])

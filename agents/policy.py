@@ -13,7 +13,7 @@ mask flags, conditioned on decoding progress, and gives one reveal logit per pos
 - :func:`sample`, :func:`log_prob`, :func:`deterministic_action`: the action distribution,
   independent ``Bernoulli(sigmoid(logit / temperature))`` on *active* positions only, and its
   evaluation mode (logit > 0, at least the best active position).
-- :class:`LearnedPolicy`: the :class:`agents.heuristics.Policy` interface over numpy
+- :class:`LearnedPolicy`: the :class:`agents.policies.Policy` interface over numpy
   observations of single (``(L,)``) or vector (``(N, L)``) environments.
 - :func:`save_policy`, :func:`load_policy`: checkpoint folders (``model.safetensors`` and
   ``config.json``), validated on load.
@@ -51,7 +51,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from agents.files import write_atomic
-from agents.heuristics import _check_int, _check_real
+from agents.validation import check_int, check_real
 
 __all__ = [
     "CONFIG_FILE",
@@ -114,10 +114,10 @@ class PolicyConfig:
 
     def __post_init__(self) -> None:
         for name in ("d_model", "num_heads", "ff_dim", "max_length", "progress_frequencies"):
-            _check_int("PolicyConfig", name, getattr(self, name), 1)
-        _check_real("PolicyConfig", "progress_scale", self.progress_scale, 0, low_open=True)
-        _check_real("PolicyConfig", "rope_theta", self.rope_theta, 1, low_open=True)
-        _check_real("PolicyConfig", "output_bias", self.output_bias, -math.inf, low_open=True)
+            check_int("PolicyConfig", name, getattr(self, name), 1)
+        check_real("PolicyConfig", "progress_scale", self.progress_scale, 0, low_open=True)
+        check_real("PolicyConfig", "rope_theta", self.rope_theta, 1, low_open=True)
+        check_real("PolicyConfig", "output_bias", self.output_bias, -math.inf, low_open=True)
         if self.d_model % self.num_heads or (self.d_model // self.num_heads) % 2:
             raise ValueError(
                 f"PolicyConfig: d_model / num_heads must be an even integer (rotary pairs), "
@@ -286,7 +286,7 @@ class UnmaskingPolicyNet(nn.Module):
 
 # ------------------------------------------------------------------------------ actions
 def _scaled(logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    _check_real("policy", "temperature", temperature, 0, low_open=True)
+    check_real("policy", "temperature", temperature, 0, low_open=True)
     return logits.float() / temperature
 
 
@@ -375,7 +375,7 @@ def observation_tensors(
 # ------------------------------------------------------------------------------ policy
 @dataclass(eq=False)
 class LearnedPolicy:
-    """The learned policy behind the :class:`agents.heuristics.Policy` interface.
+    """The learned policy behind the :class:`agents.policies.Policy` interface.
 
     Reads ``confidence``, ``mask``, ``active`` and ``progress`` (no optional feature) of an
     ``(L,)`` or ``(N, L)`` observation and returns an int8 action of the same shape, set only
@@ -404,8 +404,8 @@ class LearnedPolicy:
             raise ValueError(f"learned: net must be an UnmaskingPolicyNet, got {type(net)}")
         if not isinstance(self.deterministic, bool):
             raise ValueError(f"learned: deterministic must be a bool, got {self.deterministic!r}")
-        self.temperature = _check_real(self.name, "temperature", self.temperature, 0, low_open=True)
-        self.seed = _check_int(self.name, "seed", self.seed, 0)
+        self.temperature = check_real(self.name, "temperature", self.temperature, 0, low_open=True)
+        self.seed = check_int(self.name, "seed", self.seed, 0)
         self._device = torch.device(device) if device is not None else net.head.weight.device
         self.device = self._device  # the InitVar's value, resolved
         self._net = net.to(self._device)
@@ -432,8 +432,8 @@ class LearnedPolicy:
 
     def configure(self, *, gen_length: int, block_length: int) -> None:
         """Store the environment's lengths (validated) and re-seed the sampling generator."""
-        gen_length = _check_int(self.name, "gen_length", gen_length, 1)
-        block_length = _check_int(self.name, "block_length", block_length, 1, gen_length)
+        gen_length = check_int(self.name, "gen_length", gen_length, 1)
+        block_length = check_int(self.name, "block_length", block_length, 1, gen_length)
         if gen_length > self._net.config.max_length:
             raise ValueError(
                 f"{self.name}: gen_length={gen_length} exceeds the policy's max_length="

@@ -182,6 +182,33 @@ class DecodingState:
             stop_token_ids=tuple(stop_token_ids),
         )
 
+    @classmethod
+    def for_model(
+        cls,
+        model: DiffusionLM,
+        prompts: Sequence[Sequence[int]],
+        *,
+        gen_length: int,
+        block_length: int,
+        features: Collection[str] = (),
+        temperature: float = 0.0,
+        generator: torch.Generator | None = None,
+    ) -> DecodingState:
+        """:meth:`start` with the model's mask, padding and stop ids, device and length limit."""
+        return cls.start(
+            prompts,
+            gen_length=gen_length,
+            block_length=block_length,
+            mask_token_id=model.mask_token_id,
+            pad_token_id=model.pad_token_id,
+            device=model.device,
+            max_length=model.max_length,
+            features=features,
+            temperature=temperature,
+            generator=generator,
+            stop_token_ids=model.stop_token_ids,
+        )
+
     def restart(
         self,
         rows: torch.Tensor,
@@ -397,6 +424,14 @@ def most_confident(state: DecodingState, counts: torch.Tensor) -> torch.Tensor:
     return (ranks < counts[:, None]) & state.active
 
 
+def at_least_one(state: DecodingState, select: torch.Tensor) -> torch.Tensor:
+    """``select`` ((B, L) bool) restricted to active positions, plus the most confident active
+    position of every row that selects none, so every step makes progress."""
+    chosen = select & state.active
+    empty = ~chosen.any(dim=1, keepdim=True)
+    return chosen | (most_confident(state, torch.ones_like(state.nfe)) & empty)
+
+
 def llada_transfer_counts(block_length: int, steps_per_block: int) -> list[int]:
     """Tokens revealed at each step of a block by LLaDA's schedule.
 
@@ -462,24 +497,18 @@ def decode(
     Each step runs one batched forward for the rows still masked, then reveals what the rule
     selects (at least the most confident active position, so every step makes progress).
     """
-    state = DecodingState.start(
+    state = DecodingState.for_model(
+        model,
         prompts,
         gen_length=gen_length,
         block_length=block_length,
-        mask_token_id=model.mask_token_id,
-        pad_token_id=model.pad_token_id,
-        device=model.device,
-        max_length=model.max_length,
         features=features,
         temperature=temperature,
         generator=generator,
     )
     state.forward(model)
     while True:
-        select = rule(state)
-        empty = ~(select & state.active).any(dim=1)
-        select = select | (most_confident(state, torch.ones_like(state.nfe)) & empty[:, None])
-        state.reveal(select)
+        state.reveal(at_least_one(state, rule(state)))
         pending = ~state.done
         if not bool(pending.any()):
             break

@@ -1,4 +1,8 @@
-"""The environment registry: ``envs_registry.yaml`` read, validated and given to Gymnasium."""
+"""The environment registry: ``envs_registry.yaml`` read, validated and given to Gymnasium.
+
+The file lives at the top of the repository; ``dllm_gym/envs_registry.yaml`` is a link to it,
+so it is package data (the wheel holds a copy) and one file stays the source of truth.
+"""
 
 from __future__ import annotations
 

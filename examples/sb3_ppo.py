@@ -25,7 +25,6 @@ ids and ``agents.sb3``.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import json
@@ -41,6 +40,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecMonitor
 
 import dllm_gym  # noqa: F401  (registers the ids)
+from agents.arguments import parse_dataclass
 from agents.policy import save_policy
 from agents.sb3 import SB3VecEnv, UnmaskingActorCriticPolicy
 
@@ -302,22 +302,5 @@ def main(args: Args) -> dict[str, Any]:
     return result
 
 
-def parse_args() -> Args:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    for f in dataclasses.fields(Args):
-        flag = "--" + f.name.replace("_", "-")
-        if isinstance(f.default, bool):
-            kind: dict[str, Any] = {"action": argparse.BooleanOptionalAction}
-        else:
-            kind = {"type": type(f.default)}
-        parser.add_argument(flag, default=f.default, help=f.metadata["help"], **kind)
-    try:
-        return Args(**vars(parser.parse_args()))
-    except ValueError as error:
-        parser.error(str(error))
-
-
 if __name__ == "__main__":
-    main(parse_args())
+    main(parse_dataclass(Args, description=__doc__))

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -21,19 +20,10 @@ from pathlib import Path
 
 import torch
 
+from agents.statistics import wilson_interval
 from dllm_gym.decoding import Rule, check_lengths, decode, threshold_rule, top_k_rule
 from dllm_gym.models.loading import DiffusionLM, load_model
 from dllm_gym.tasks import Task, make_task
-
-
-def wilson_interval(correct: int, total: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a proportion."""
-    if total == 0:
-        return 0.0, 0.0
-    p = correct / total
-    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
-    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def rules(

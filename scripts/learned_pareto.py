@@ -22,8 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from agents import evaluate as evaluation
+from agents import results
 from agents.cli import parse_assignments
 from agents.policy import LearnedPolicy
+from agents.sweep import folder_name
 
 
 def heuristic_summaries(folder: Path, env_id: str, episodes: int, overrides: dict) -> list[dict]:
@@ -80,7 +82,7 @@ def main() -> None:
         policy = LearnedPolicy.load(path, deterministic=not args.sampled)
         summary = evaluation.evaluate(
             policy, args.env_id, episodes=args.episodes, num_envs=args.num_envs,
-            overrides=overrides, out_dir=args.out / evaluation.folder_name(label),
+            overrides=overrides, out_dir=args.out / folder_name(label),
             progress=False,
         )  # fmt: skip
         summary["hyperparameters"] = {"run": label}
@@ -88,8 +90,8 @@ def main() -> None:
 
     summaries = heuristics + learned
     title = args.title or f"{args.env_id}: learned policies and heuristics"
-    evaluation.plot_accuracy_vs_nfe(summaries, args.out / "pareto", title)
-    evaluation.write_tables(summaries, args.out / "pareto")
+    results.plot_accuracy_vs_nfe(summaries, args.out / "pareto", title)
+    results.write_tables(summaries, args.out / "pareto")
     print("| learned | accuracy (%) | mean NFE | best heuristic at <= NFE | its acc. (%) | gap |")
     print("|---|---:|---:|---|---:|---:|")
     for summary in learned:

@@ -14,7 +14,6 @@ together with ``training.json`` (the settings, the time taken and the validation
 
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import json
@@ -29,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from agents.arguments import parse_dataclass
 from dllm_gym.decoding import decode, threshold_rule, top_k_rule
 from dllm_gym.models.architecture import DiffusionTransformerConfig, DiffusionTransformerForMaskedLM
 from dllm_gym.models.loading import OWN, wrap_model
@@ -303,25 +303,6 @@ def describe_hardware(config: TrainConfig) -> str:
     return f"{config.threads} threads of {os.cpu_count()} CPU cores, torch {torch.__version__}"
 
 
-def parse_args() -> TrainConfig:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    for f in dataclasses.fields(TrainConfig):
-        if f.name == "extra":
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        if f.name == "gen_lengths":
-            parser.add_argument(flag, type=int, nargs="+", default=list(f.default))
-        elif isinstance(f.default, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
-        else:
-            parser.add_argument(flag, type=type(f.default), default=f.default)
-    args = vars(parser.parse_args())
-    args["gen_lengths"] = tuple(args["gen_lengths"])
-    return TrainConfig(**args)
-
-
 def main(config: TrainConfig) -> None:
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
@@ -442,4 +423,4 @@ def main(config: TrainConfig) -> None:
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    main(parse_dataclass(TrainConfig, description=__doc__))

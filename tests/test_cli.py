@@ -122,3 +122,17 @@ def test_eval_runs_a_learned_policy_checkpoint(capsys, tmp_path):
     )  # fmt: skip
     assert status == 0
     assert "learned(deterministic=True" in out and "4 episodes" in out
+
+
+def test_a_bug_shows_its_traceback_while_a_user_mistake_is_one_line(capsys, monkeypatch):
+    status, _, err = run(
+        capsys, "eval", ARITH, "--policy", "threshold", "--set", "colour=blue", "--episodes", "1"
+    )
+    assert status == 2 and err.count("\n") == 1 and "unknown setting(s) ['colour']" in err
+
+    def broken(*args, **kwargs):
+        raise TypeError("a bug in the code, not the user's mistake")
+
+    monkeypatch.setattr("agents.evaluate.evaluate", broken)
+    with pytest.raises(TypeError, match="a bug in the code"):
+        main(["eval", ARITH, "--policy", "threshold", "--episodes", "1"])

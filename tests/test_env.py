@@ -281,6 +281,7 @@ def test_rewards():
     info, reward, steps = play(env, 0, lambda obs, step: obs["active"])  # a whole block per step
     length = env.unwrapped.settings.gen_length
     assert reward == pytest.approx(float(info["correct"]) * (length - steps + 1) / length)
+    assert info["correct"]  # problem 0 is solved this way: the reward's speed term shows
     additive = gym.make(ARITH, reward="additive", alpha=0.5)
     info, reward, steps = play(additive, 0, lambda obs, step: obs["active"])
     assert reward == pytest.approx(float(info["correct"]) - 0.5 * steps / length)
@@ -294,6 +295,14 @@ def test_rewards():
         "unmask_step",
     }
     assert info["tokens_per_nfe"] == pytest.approx(length / steps)
+    # A wrong answer earns nothing (multiplicative) or only the NFE penalty (additive): cut
+    # after 2 forward passes of one position each, the answer is missing.
+    for kind, expected in (("multiplicative", 0.0), ("additive", -0.5 * 2 / length)):
+        cut = gym.make(ARITH, reward=kind, alpha=0.5, max_nfe=2)
+        nothing = lambda obs, step: np.zeros_like(obs["active"])  # noqa: E731
+        cut_info, cut_reward, cut_steps = play(cut, 0, nothing)
+        assert not cut_info["correct"] and cut_info["nfe"] == 2 and cut_steps == 2
+        assert cut_reward == pytest.approx(expected)
 
 
 def test_noop_costs_a_forward_pass_and_truncates_at_the_cap():
@@ -381,5 +390,33 @@ def test_rendering():
     assert (image[:6, : BLOCK * 6] < 180).all() and (image[:6, BLOCK * 6 :] > 180).all()
 
 
-def test_package_exposes_the_ids():
-    assert hasattr(dllm_gym, "UnmaskEnv")
+def test_import_registers_every_id_of_the_registry_with_both_entry_points():
+    for entry in read_registry():
+        spec = gym.spec(entry.env_id)
+        assert spec.entry_point == "dllm_gym.envs.unmask_env:UnmaskEnv"
+        assert spec.vector_entry_point == "dllm_gym.envs.unmask_vector_env:UnmaskVectorEnv"
+        assert spec.kwargs == entry.settings and spec.nondeterministic == entry.nondeterministic
+    env = gym.make(ARITH)
+    assert type(env.unwrapped) is dllm_gym.UnmaskEnv
+    env.close()
+
+
+def test_the_wheel_ships_the_registry_of_the_repository(tmp_path):
+    """The registry at the top of the repository is the one a built wheel carries."""
+    import subprocess
+    import sys
+    import zipfile
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(root), "--no-deps", "--no-build-isolation",
+         "-q", "-w", str(tmp_path)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    (wheel,) = tmp_path.glob("dllm_gym-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        shipped = archive.read("dllm_gym/envs_registry.yaml")
+        names = set(archive.namelist())
+    assert shipped == (root / "envs_registry.yaml").read_bytes()
+    assert "dllm_gym/models/embedded/model.safetensors" in names

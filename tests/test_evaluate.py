@@ -18,6 +18,8 @@ import pytest
 
 import dllm_gym  # noqa: F401  (registers the ids)
 from agents import evaluate as ev
+from agents import results, run_files, statistics
+from agents.sweep import folder_name, sweep
 
 ENV_ID = "DLLMUnmask-Arith-v0"
 EPISODES = 12
@@ -102,7 +104,7 @@ def forbid_envs(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_summary_matches_episode_file(fresh):
     summary, out, policy = fresh
-    records = read_lines(out / ev.EPISODES_FILE)
+    records = read_lines(out / run_files.EPISODES_FILE)
     assert sorted(r["index"] for r in records) == list(range(EPISODES))  # each exactly once
     assert policy.configured == (48, 16)
     n = len(records)
@@ -123,16 +125,16 @@ def test_summary_matches_episode_file(fresh):
     assert summary["seconds_per_episode"] == pytest.approx(total / n)
     low, high = summary["accuracy_ci95"]
     assert low <= summary["accuracy"] <= high
-    assert (low, high) == pytest.approx(ev.wilson_interval(correct, n))
+    assert (low, high) == pytest.approx(statistics.wilson_interval(correct, n))
     assert all(0 < r["seconds"] <= r["run_seconds"] for r in records)
-    assert json.loads((out / ev.SUMMARY_FILE).read_text()) == summary
-    run = json.loads((out / ev.RUN_FILE).read_text())
+    assert json.loads((out / run_files.SUMMARY_FILE).read_text()) == summary
+    run = json.loads((out / run_files.RUN_FILE).read_text())
     assert (run["env_id"], run["overrides"], run["label"]) == (ENV_ID, {}, summary["label"])
 
 
 def test_same_results_as_single_env(fresh):
     _, out, _ = fresh
-    records = {r["index"]: r for r in read_lines(out / ev.EPISODES_FILE)}
+    records = {r["index"]: r for r in read_lines(out / run_files.EPISODES_FILE)}
     policy = Threshold()
     env = gym.make(ENV_ID, obs_features=["entropy"])
     for i in range(EPISODES):
@@ -150,9 +152,9 @@ def test_same_results_as_single_env(fresh):
 
 
 def test_wilson_interval_known_values():
-    assert ev.wilson_interval(5, 10) == pytest.approx((0.2366, 0.7634), abs=1e-4)
-    assert ev.wilson_interval(0, 10) == pytest.approx((0.0, 0.2775), abs=1e-4)
-    assert ev.wilson_interval(10, 10) == pytest.approx((0.7225, 1.0), abs=1e-4)
+    assert statistics.wilson_interval(5, 10) == pytest.approx((0.2366, 0.7634), abs=1e-4)
+    assert statistics.wilson_interval(0, 10) == pytest.approx((0.0, 0.2775), abs=1e-4)
+    assert statistics.wilson_interval(10, 10) == pytest.approx((0.7225, 1.0), abs=1e-4)
 
 
 def test_resume_after_interruption(fresh, tmp_path):
@@ -164,15 +166,15 @@ def test_resume_after_interruption(fresh, tmp_path):
         ev.evaluate(
             interrupted, ENV_ID, episodes=EPISODES, num_envs=NUM_ENVS, out_dir=out, progress=False
         )
-    first = read_lines(out / ev.EPISODES_FILE)
+    first = read_lines(out / run_files.EPISODES_FILE)
     assert 0 < len(first) < EPISODES
-    assert not (out / ev.SUMMARY_FILE).exists()
+    assert not (out / run_files.SUMMARY_FILE).exists()
 
     policy = Threshold()
     resumed = ev.evaluate(
         policy, ENV_ID, episodes=EPISODES, num_envs=NUM_ENVS, out_dir=out, progress=False
     )
-    records = read_lines(out / ev.EPISODES_FILE)
+    records = read_lines(out / run_files.EPISODES_FILE)
     assert records[: len(first)] == first
     done_before = {r["index"] for r in first}
     assert {r["index"] for r in records[len(first) :]} == set(range(EPISODES)) - done_before
@@ -196,7 +198,7 @@ def test_finished_run_resumes_without_an_env(fresh, tmp_path, monkeypatch):
 def test_torn_last_line_is_repaired(fresh, tmp_path):
     summary, out, _ = fresh
     out = copy_run(out, tmp_path / "run")
-    path = out / ev.EPISODES_FILE
+    path = out / run_files.EPISODES_FILE
     lines = path.read_text().splitlines(keepends=True)
     torn = lines[-1][: len(lines[-1]) // 2]  # half a line, no newline
     path.write_text("".join(lines[:-1]) + torn)
@@ -212,23 +214,23 @@ def test_torn_last_line_is_repaired(fresh, tmp_path):
 
 
 def test_read_episodes_cuts_an_invalid_last_line_and_rejects_one_inside(tmp_path):
-    path = tmp_path / ev.EPISODES_FILE
+    path = tmp_path / run_files.EPISODES_FILE
     good = '{"index": 0, "correct": true}\n{"index": 1, "correct": false}\n'
     path.write_text(good + "not json\n")
-    assert sorted(ev.read_episodes(path)) == [0, 1]
+    assert sorted(run_files.read_episodes(path)) == [0, 1]
     assert path.read_text() == good
     path.write_text('{"index": 0}\n{"ind\n{"index": 2}\n')
     with pytest.raises(ValueError, match="line 2"):
-        ev.read_episodes(path)
+        run_files.read_episodes(path)
     path.write_text('{"index": 0}\n{"index": 0}\n')
     with pytest.raises(ValueError, match="repeated"):
-        ev.read_episodes(path)
+        run_files.read_episodes(path)
 
 
 def test_settings_mismatch_and_fresh_start(fresh, tmp_path, monkeypatch):
     _, out, _ = fresh
     out = copy_run(out, tmp_path / "run")
-    before = (out / ev.EPISODES_FILE).read_text()
+    before = (out / run_files.EPISODES_FILE).read_text()
     with monkeypatch.context() as patch:
         forbid_envs(patch)
         with pytest.raises(ValueError, match=r"label.*resume=False"):
@@ -237,12 +239,12 @@ def test_settings_mismatch_and_fresh_start(fresh, tmp_path, monkeypatch):
             ev.evaluate(Threshold(), ENV_ID, episodes=EPISODES, out_dir=out, overrides={"alpha": 0})
         with pytest.raises(ValueError, match="env_id"):
             ev.evaluate(Threshold(), "DLLMUnmask-Arith-FullDiffusion-v0", out_dir=out)
-    assert (out / ev.EPISODES_FILE).read_text() == before  # nothing touched
+    assert (out / run_files.EPISODES_FILE).read_text() == before  # nothing touched
     policy = Threshold(tau=0.5)
     summary = ev.evaluate(policy, ENV_ID, episodes=2, out_dir=out, resume=False, progress=False)
     assert summary["episodes"] == 2 and summary["label"] == "test_threshold(tau=0.5)"
-    assert sorted(r["index"] for r in read_lines(out / ev.EPISODES_FILE)) == [0, 1]
-    assert json.loads((out / ev.RUN_FILE).read_text())["label"] == "test_threshold(tau=0.5)"
+    assert sorted(r["index"] for r in read_lines(out / run_files.EPISODES_FILE)) == [0, 1]
+    assert json.loads((out / run_files.RUN_FILE).read_text())["label"] == "test_threshold(tau=0.5)"
 
 
 def test_unwritable_out_dir_fails_before_env_work(tmp_path, monkeypatch):
@@ -272,19 +274,19 @@ def test_bad_arguments():
 
 def test_sweep_keeps_one_folder_per_policy_and_resumes(tmp_path, monkeypatch):
     policies = [Threshold(tau=0.5), LeftToRight()]
-    summaries = ev.sweep(policies, ENV_ID, episodes=4, num_envs=4, out_dir=tmp_path, progress=False)
+    summaries = sweep(policies, ENV_ID, episodes=4, num_envs=4, out_dir=tmp_path, progress=False)
     assert [s["label"] for s in summaries] == ["test_threshold(tau=0.5)", "test_left_to_right()"]
     assert summaries[1]["mean_nfe"] == 48  # one token per step
     assert summaries[0]["mean_nfe"] < 48
     for s in summaries:
-        folder = tmp_path / ev.folder_name(s["label"])
-        assert json.loads((folder / ev.SUMMARY_FILE).read_text()) == s
-    assert ev.folder_name("test_threshold(tau=0.5)") == "test_threshold_tau=0.5"
+        folder = tmp_path / folder_name(s["label"])
+        assert json.loads((folder / run_files.SUMMARY_FILE).read_text()) == s
+    assert folder_name("test_threshold(tau=0.5)") == "test_threshold_tau=0.5"
     forbid_envs(monkeypatch)
-    again = ev.sweep(policies, ENV_ID, episodes=4, num_envs=4, out_dir=tmp_path, progress=False)
+    again = sweep(policies, ENV_ID, episodes=4, num_envs=4, out_dir=tmp_path, progress=False)
     assert again == summaries
     with pytest.raises(ValueError, match="repeated"):
-        ev.sweep([Threshold(), Threshold()], ENV_ID, episodes=4, out_dir=tmp_path)
+        sweep([Threshold(), Threshold()], ENV_ID, episodes=4, out_dir=tmp_path)
 
 
 def test_with_the_heuristics_threshold_policy(fresh):
@@ -316,13 +318,13 @@ def test_pareto_front():
         (30.0, 0.95),  # 8: same accuracy as 5, more NFE: dominated
         (2.0, 0.10),  # 9: front (cheapest)
     ]
-    assert ev.pareto_front(points) == [9, 1, 3, 0, 5, 6]
-    assert ev.pareto_front([]) == []
-    assert ev.pareto_front([(1.0, 0.5)]) == [0]
+    assert statistics.pareto_front(points) == [9, 1, 3, 0, 5, 6]
+    assert statistics.pareto_front([]) == []
+    assert statistics.pareto_front([(1.0, 0.5)]) == [0]
 
 
 def fake_summary(policy: str, hyper: dict[str, Any], nfe: float, correct: int, n: int = 100):
-    low, high = ev.wilson_interval(correct, n)
+    low, high = statistics.wilson_interval(correct, n)
     label = f"{policy}({', '.join(f'{k}={v!r}' for k, v in hyper.items())})"
     return {
         "policy": policy, "hyperparameters": hyper, "label": label, "episodes": n,
@@ -342,7 +344,7 @@ SUMMARIES = [
 
 def test_plot_files(tmp_path):
     title = "Arith accuracy against NFE"
-    png, svg = ev.plot_accuracy_vs_nfe(SUMMARIES, tmp_path / "plots" / "pareto", title)
+    png, svg = results.plot_accuracy_vs_nfe(SUMMARIES, tmp_path / "plots" / "pareto", title)
     assert png == tmp_path / "plots" / "pareto.png" and svg.suffix == ".svg"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = svg.read_text()
@@ -353,7 +355,7 @@ def test_plot_files(tmp_path):
 
 
 def test_tables(tmp_path):
-    md, path = ev.write_tables(SUMMARIES, tmp_path / "pareto")
+    md, path = results.write_tables(SUMMARIES, tmp_path / "pareto")
     lines = md.read_text().splitlines()
     assert lines[0].startswith("| policy | hyperparameters |")
     assert "95% CI" in lines[0] and "Pareto front" in lines[0]

@@ -71,9 +71,15 @@ def test_training_logs_finite_losses_and_checkpoints_the_policy(straight_run):
     out_dir, last = straight_run
     rows = read_log(out_dir / "log.csv")
     assert [int(r["iteration"]) for r in rows] == [1, 2]
+    rollouts = 2 * 4  # tiny_args: prompts_per_iteration x group_size
     for row in rows:
         assert math.isfinite(float(row["loss"]))
-        assert 0.0 <= float(row["accuracy"]) <= 1.0 and float(row["mean_nfe"]) >= 1
+        # Means over the iteration's rollouts: counts of correct episodes and of forwards.
+        correct = float(row["accuracy"]) * rollouts
+        forwards = float(row["mean_nfe"]) * rollouts
+        assert correct == pytest.approx(round(correct)) and 0 <= round(correct) <= rollouts
+        assert forwards == pytest.approx(round(forwards))
+        assert rollouts <= round(forwards) <= rollouts * 48  # 1 to L forwards each
     assert last["iteration"] == 2
     policy = load_policy(out_dir / "policy")
     saved = load_policy(out_dir / "checkpoints" / "iteration_00002" / "policy")

@@ -260,9 +260,12 @@ def test_max_episode_steps_truncates_and_scores():
     for _ in range(2):
         _, _, terminated, truncated, _ = envs.step(np.zeros((2, L), dtype=bool))
         assert not (terminated | truncated).any()
-    _, _, terminated, truncated, infos = envs.step(np.zeros((2, L), dtype=bool))
+    _, rewards, terminated, truncated, infos = envs.step(np.zeros((2, L), dtype=bool))
     assert truncated.all() and not terminated.any()
     assert infos["_correct"].all() and (infos["nfe"] == 3).all()
+    # Scored as any ended episode: 3 of 48 positions revealed, so no answer and no reward.
+    assert not infos["correct"].any() and infos["answer"].tolist() == [None, None]
+    np.testing.assert_array_equal(rewards, np.zeros(2))
 
 
 def test_temperature_runs_are_reproducible_by_seed():

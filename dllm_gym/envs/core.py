@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from dllm_gym.decoding import DecodingState, most_confident
+from dllm_gym.decoding import DecodingState, at_least_one
 from dllm_gym.envs.settings import EnvSettings
 from dllm_gym.models.loading import DiffusionLM, shared_model
 from dllm_gym.tasks import Problem, Task, make_task
@@ -78,19 +78,15 @@ class Workload:
 
     def start(self, indices: Sequence[int], generator: torch.Generator | None) -> DecodingState:
         """A decoding state of one row per problem index (no forward pass yet)."""
-        s, model = self.settings, self.model
-        return DecodingState.start(
+        s = self.settings
+        return DecodingState.for_model(
+            self.model,
             self.prompts(indices),
             gen_length=s.gen_length,
             block_length=s.block_length,
-            mask_token_id=model.mask_token_id,
-            pad_token_id=model.pad_token_id,
-            device=model.device,
-            max_length=model.max_length,
             features=s.obs_features,
             temperature=s.temperature,
             generator=generator,
-            stop_token_ids=model.stop_token_ids,
         )
 
     def episode_ends(
@@ -201,11 +197,34 @@ def check_actions(actions: object, shape: tuple[int, ...]) -> np.ndarray:
 def selection(state: DecodingState, actions: np.ndarray, empty_action: str) -> torch.Tensor:
     """(B, L) positions to reveal: the active ones chosen, or the most confident active
     position of a row that chose none when ``empty_action == "force_top1"``."""
-    chosen = torch.as_tensor(actions, device=state.tokens.device) & state.active
+    chosen = torch.as_tensor(actions, device=state.tokens.device)
     if empty_action == "force_top1":
-        empty = ~chosen.any(dim=1, keepdim=True)
-        chosen = chosen | (most_confident(state, torch.ones_like(state.nfe)) & empty)
-    return chosen
+        return at_least_one(state, chosen)
+    return chosen & state.active
+
+
+def transition(
+    state: DecodingState,
+    actions: np.ndarray,
+    acting: np.ndarray,
+    steps: np.ndarray,
+    settings: EnvSettings,
+    max_episode_steps: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One step of the rows ``acting`` ((B,) bool): reveal what ``actions`` ((B, L) bool)
+    choose (``settings.empty_action`` deciding an empty choice), count the step in ``steps``
+    and say which episodes end: (terminated: nothing left masked, truncated: NFE at the cap
+    or ``max_episode_steps`` steps, not terminated). Other rows are left as they are."""
+    on_device = torch.as_tensor(acting, device=state.tokens.device)
+    chosen = actions & acting[:, None]
+    state.reveal(selection(state, chosen, settings.empty_action) & on_device[:, None])
+    steps[acting] += 1
+    nfe = state.nfe.cpu().numpy()
+    terminated = state.done.cpu().numpy() & acting
+    limit = nfe >= settings.nfe_cap
+    if max_episode_steps is not None:
+        limit |= steps >= max_episode_steps
+    return terminated, acting & ~terminated & limit
 
 
 def final_rewards(correct: np.ndarray, nfe: np.ndarray, settings: EnvSettings) -> np.ndarray:

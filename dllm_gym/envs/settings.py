@@ -14,6 +14,13 @@ from dllm_gym.models.loading import BACKENDS
 from dllm_gym.tasks import TASKS
 
 REWARDS = ("multiplicative", "additive")
+
+
+class UnknownSettingError(ValueError, TypeError):
+    """A keyword that is no setting of the environment: a ``ValueError`` (a user mistake),
+    and a ``TypeError`` as Python raises for an unexpected keyword argument."""
+
+
 EMPTY_ACTIONS = ("force_top1", "noop")
 
 
@@ -48,7 +55,7 @@ class EnvSettings:
         """Settings from keyword arguments; an unknown name fails with the valid ones listed."""
         unknown = sorted(set(kwargs) - set(cls.names()))
         if unknown:
-            raise TypeError(
+            raise UnknownSettingError(
                 f"unknown setting(s) {unknown} for a DLLMUnmask environment; valid settings: "
                 f"{cls.names()} (and render_mode)"
             )

@@ -151,6 +151,7 @@ class UnmaskEnv(gym.Env[dict, np.ndarray]):
         self._state: DecodingState | None = None
         self._episode_over = True
         self._problem_index = -1
+        self._steps = np.zeros(1, dtype=np.int64)  # steps of the episode (for transition)
 
     # ------------------------------------------------------------------------------- API
     def reset(
@@ -168,6 +169,7 @@ class UnmaskEnv(gym.Env[dict, np.ndarray]):
         state = self.workload.start([index], generator)
         state.forward(self.model)
         self._state, self._problem_index, self._episode_over = state, index, False
+        self._steps[:] = 0
         return self._observation(), {"nfe": 1, "problem_index": index}
 
     def step(
@@ -179,9 +181,8 @@ class UnmaskEnv(gym.Env[dict, np.ndarray]):
             raise RuntimeError("step() called after the episode ended; call env.reset() first")
         state, s = self._state, self.settings
         chosen = core.check_actions(action, (s.gen_length,))[None]
-        state.reveal(core.selection(state, chosen, s.empty_action))
-        terminated = bool(state.done[0])
-        truncated = not terminated and int(state.nfe[0]) >= s.nfe_cap
+        ended, cut = core.transition(state, chosen, np.ones(1, dtype=bool), self._steps, s)
+        terminated, truncated = bool(ended[0]), bool(cut[0])
         info: dict[str, Any] = {"nfe": int(state.nfe[0])}
         reward = 0.0
         if terminated or truncated:

@@ -206,15 +206,10 @@ class UnmaskVectorEnv(VectorEnv):
         waiting = self._episode_over.copy()  # reset now (NEXT_STEP) or idle (DISABLED)
         acting = ~waiting
         device = state.tokens.device
-        chosen &= acting[:, None]
-        state.reveal(core.selection(state, chosen, s.empty_action) & _on(acting, device)[:, None])
-        self._steps[acting] += 1
-
+        terminated, truncated = core.transition(
+            state, chosen, acting, self._steps, s, self.max_episode_steps
+        )
         nfe = state.nfe.cpu().numpy()
-        terminated = state.done.cpu().numpy() & acting
-        truncated = acting & ~terminated & (nfe >= s.nfe_cap)
-        if self.max_episode_steps is not None:
-            truncated |= acting & ~terminated & (self._steps >= self.max_episode_steps)
         finished = terminated | truncated
         rewards = np.zeros(self.num_envs, dtype=np.float64)
         infos: dict[str, Any] = {}
