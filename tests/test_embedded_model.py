@@ -74,12 +74,14 @@ def test_embedded_model_loads_as_the_projects_architecture(embedded):
     assert tokenizer.unk_token_id not in ids
 
 
+@pytest.mark.expensive
 def test_one_token_per_step_solves_the_test_problems(one_per_step):
     accuracy, nfe = one_per_step
     assert nfe == GEN_LENGTH
     assert accuracy >= 0.90
 
 
+@pytest.mark.expensive
 def test_confidence_threshold_keeps_accuracy_with_fewer_forward_passes(
     embedded, arith, one_per_step
 ):
@@ -89,6 +91,7 @@ def test_confidence_threshold_keeps_accuracy_with_fewer_forward_passes(
     assert accuracy >= top1 - 0.05
 
 
+@pytest.mark.expensive
 def test_revealing_many_tokens_per_step_costs_accuracy(embedded, arith, one_per_step):
     """The trade-off the environments exist for: 4 tokens per step loses accuracy."""
     top1, _ = one_per_step

@@ -401,6 +401,7 @@ def test_import_registers_every_id_of_the_registry_with_both_entry_points():
     env.close()
 
 
+@pytest.mark.expensive
 def test_the_wheel_ships_the_registry_of_the_repository(tmp_path):
     """The registry at the top of the repository is the one a built wheel carries."""
     import subprocess

@@ -67,6 +67,7 @@ def straight_run(tmp_path_factory):
     return out_dir, last
 
 
+@pytest.mark.expensive
 def test_training_logs_finite_losses_and_checkpoints_the_policy(straight_run):
     out_dir, last = straight_run
     rows = read_log(out_dir / "log.csv")
@@ -92,6 +93,7 @@ def test_training_logs_finite_losses_and_checkpoints_the_policy(straight_run):
     assert not torch.equal(initial["head.weight"], policy.state_dict()["head.weight"])
 
 
+@pytest.mark.expensive
 def test_resuming_after_an_interruption_continues_from_the_same_state(
     straight_run, tmp_path, monkeypatch
 ):
@@ -122,6 +124,7 @@ def test_resuming_after_an_interruption_continues_from_the_same_state(
     assert without_time(out_dir / "log.csv") == without_time(tmp_path / "log.csv")
 
 
+@pytest.mark.expensive
 def test_a_run_resumes_only_with_the_same_settings(straight_run, tmp_path):
     out_dir, _ = straight_run
     shutil.copytree(out_dir, tmp_path / "copy")
@@ -129,6 +132,7 @@ def test_a_run_resumes_only_with_the_same_settings(straight_run, tmp_path):
         train(tiny_args(tmp_path / "copy", iterations=3, alpha=0.5))
 
 
+@pytest.mark.expensive
 def test_warm_start_imitates_the_teacher_and_is_not_redone_on_resume(tmp_path, monkeypatch):
     args = tiny_args(tmp_path, iterations=1, init_teacher="threshold:tau=0.9", init_prompts=8,
                      init_steps=80)  # fmt: skip

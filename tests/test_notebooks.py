@@ -24,6 +24,8 @@ from nbclient import NotebookClient
 
 from agents.heuristics import POLICIES
 
+pytestmark = pytest.mark.expensive  # executing the notebooks takes minutes
+
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
 CELL_TIMEOUT_S = 600  # one cell; each quick setting takes 1 to 4 minutes in all (03 the most)

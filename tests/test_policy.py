@@ -299,6 +299,7 @@ def test_checkpoint_files_are_readable_like_plain_files(tmp_path):
     ("env_id", "max_nfe"),
     [("DLLMUnmask-Arith-v0", 10.0), ("DLLMUnmask-Arith-FullDiffusion-v0", 9.0)],
 )
+@pytest.mark.expensive
 def test_shipped_policies_decode_fast_and_well(env_id, max_nfe):
     """The shipped checkpoints keep their card's level on the first 50 test problems: an
     untrained policy needs 48 / 96 NFE or loses accuracy; these score >= 80% at <= 10 NFE

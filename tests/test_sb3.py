@@ -72,6 +72,7 @@ class EpisodeEnds(BaseCallback):
         return True
 
 
+@pytest.mark.expensive
 def test_ppo_trains_on_the_vector_env_and_vec_monitor_reports_the_envs_rewards():
     venv = VecMonitor(SB3VecEnv(ARITH, num_envs=8))
     model = PPO(

@@ -78,12 +78,28 @@ class UnmaskEnv(gym.Env[dict, np.ndarray]):
        as it stands. Under `force_top1` every step reveals a position, so episodes end within
        `L` steps. The registered ids set no `max_episode_steps`, because this cap follows a
        `gen_length` override and a registered `TimeLimit` would not; `gym.make(id,
-       max_episode_steps=n)` still adds Gymnasium's `TimeLimit`.
+       max_episode_steps=n)` still adds Gymnasium's `TimeLimit` (and `gym.make_vec(id,
+       max_episode_steps=n)` gives the vector env the same cap, truncating at `n` steps).
 
     A finished episode of `n` steps has NFE = `n`. Its last `info` holds `correct`, `answer`
     (extracted), `reference`, `text` (the decoded generation), `tokens_per_nfe` and
     `unmask_step` (the step at which each position was revealed, -1 if never: the decoding
     order). Every `info` holds `nfe`.
+
+    ## Vectorized environment
+
+    `gym.make_vec` builds the native vector environment, `UnmaskVectorEnv`, which advances `N`
+    sub-environments with one batched forward pass per step on the same decoding core as this
+    env (a row decodes exactly as it would alone):
+
+    ```python
+    >>> envs = gym.make_vec(
+    ...     "DLLMUnmask-Arith-v0", num_envs=3, vectorization_mode="vector_entry_point"
+    ... )
+    >>> envs
+    UnmaskVectorEnv(DLLMUnmask-Arith-v0, num_envs=3)
+
+    ```
 
     ## Arguments
 
