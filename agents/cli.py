@@ -232,43 +232,41 @@ def command_train(args: argparse.Namespace) -> None:
 # -- argument parsing -------------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="dllm-gym",
-        description="Environments where a diffusion LM is the environment: list, eval, sweep, "
-        "play.",
-    )
-    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+POLICY_NAMES = [*sorted(POLICIES), LearnedPolicy.name]
 
-    listing = commands.add_parser("list", help="registered ids and their settings")
-    listing.set_defaults(run=command_list)
 
-    def environment_arguments(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("env_id", help="a registered id, e.g. DLLMUnmask-Arith-v0")
-        sub.add_argument(
-            "--set", action="append", default=[], metavar="NAME=VALUE",
-            help="override an environment setting (gen_length, block_length, model, ...)",
-        )  # fmt: skip
+def environment_arguments(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("env_id", help="a registered id, e.g. DLLMUnmask-Arith-v0")
+    sub.add_argument(
+        "--set", action="append", default=[], metavar="NAME=VALUE",
+        help="override an environment setting (gen_length, block_length, model, ...)",
+    )  # fmt: skip
 
-    def run_arguments(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument(
-            "--episodes", type=int, default=None,
-            help="problems 0..N-1 of the split (default: the whole split)",
-        )  # fmt: skip
-        sub.add_argument("--num-envs", type=int, default=32, help="rows decoded together")
-        sub.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    policy_names = [*sorted(POLICIES), LearnedPolicy.name]
-    evaluating = commands.add_parser("eval", help="evaluate one policy on one id")
-    environment_arguments(evaluating)
-    evaluating.add_argument(
-        "--policy", required=True, metavar="POLICY", help=f"one of {', '.join(policy_names)}"
-    )
-    evaluating.add_argument(
+def run_arguments(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--episodes", type=int, default=None,
+        help="problems 0..N-1 of the split (default: the whole split)",
+    )  # fmt: skip
+    sub.add_argument("--num-envs", type=int, default=32, help="rows decoded together")
+    sub.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def policy_arguments(sub: argparse.ArgumentParser, required: bool) -> None:
+    sub.add_argument(
+        "--policy", required=required, default=None if required else "threshold",
+        metavar="POLICY", help=f"one of {', '.join(POLICY_NAMES)}",
+    )  # fmt: skip
+    sub.add_argument(
         "--param", action="append", default=[], metavar="NAME=VALUE",
         help="a hyperparameter of the policy, e.g. tau=0.9",
     )  # fmt: skip
+
+
+def add_eval_and_sweep(commands: argparse._SubParsersAction) -> None:
+    evaluating = commands.add_parser("eval", help="evaluate one policy on one id")
+    environment_arguments(evaluating)
+    policy_arguments(evaluating, required=True)
     run_arguments(evaluating)
     evaluating.add_argument("--out", default=None, help="folder for episodes.jsonl, summary.json")
     evaluating.add_argument(
@@ -294,12 +292,22 @@ def build_parser() -> argparse.ArgumentParser:
     sweeping.add_argument("--title", default=None, help="figure title")
     sweeping.set_defaults(run=command_sweep)
 
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dllm-gym",
+        description="Environments where a diffusion LM is the environment: list, eval, sweep, "
+        "play.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    listing = commands.add_parser("list", help="registered ids and their settings")
+    listing.set_defaults(run=command_list)
+    add_eval_and_sweep(commands)
+
     playing = commands.add_parser("play", help="one episode rendered step by step")
     environment_arguments(playing)
-    playing.add_argument(
-        "--policy", default="threshold", metavar="POLICY", help=f"one of {', '.join(policy_names)}"
-    )
-    playing.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    policy_arguments(playing, required=False)
     playing.add_argument("--index", type=int, default=None, help="problem index of the split")
     playing.add_argument("--seed", type=int, default=0, help="seed drawing the problem")
     playing.set_defaults(run=command_play)

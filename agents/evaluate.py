@@ -80,75 +80,102 @@ def evaluate(
     _check_count("num_envs", num_envs)
     if episodes is not None:
         _check_count("episodes", episodes)
-    settings = {**gym.spec(env_id).kwargs, **overrides}
-    gen_length, block_length = int(settings["gen_length"]), int(settings["block_length"])
-    run = {
-        "env_id": env_id,
-        "overrides": jsonable(overrides),
-        "policy": policy.name,
-        "hyperparameters": hyperparameters(policy),
-        "label": policy_label(policy),
-        "gen_length": gen_length,
-        "block_length": block_length,
-    }
+    run = _run_description(policy, env_id, overrides)
     folder = RunFolder(Path(out_dir), run, resume) if out_dir is not None else None
     records: dict[int, dict[str, Any]] = dict(folder.records) if folder is not None else {}
-    features = sorted(set(settings.get("obs_features") or ()) | set(policy.required_features))
-
-    def make_envs(rows: int) -> gym.vector.VectorEnv:
-        return gym.make_vec(
-            env_id,
-            num_envs=rows,
-            autoreset_mode=AutoresetMode.DISABLED,
-            **{**overrides, "obs_features": features},
-        )
-
-    envs: gym.vector.VectorEnv | None = None
-    bar: tqdm | None = None
     try:
-        policy.configure(gen_length=gen_length, block_length=block_length)
-        if episodes is None or any(i not in records for i in range(episodes)):
-            envs = make_envs(min(num_envs, episodes or num_envs))
-            size = split_size(envs)
-            if episodes is None:
-                episodes = size
-            elif episodes > size:
-                raise ValueError(f"episodes={episodes} exceeds the {size} problems of the split")
-        todo = [i for i in range(episodes) if i not in records]
-        if envs is not None and 0 < len(todo) < envs.num_envs:  # no idle rows from the start
-            envs.close()
-            envs = make_envs(len(todo))
-        done = [r for i, r in records.items() if i < episodes]
-        bar = tqdm(
-            total=episodes,
-            initial=len(done),
-            desc=run["label"],
-            unit="ep",
-            disable=not progress,
-            dynamic_ncols=True,
-        )
-        correct = sum(bool(r["correct"]) for r in done)
-        base = max((float(r["run_seconds"]) for r in records.values()), default=0.0)
-        if todo:
-            assert envs is not None
-            for record in _episodes(policy, envs, todo, base):
-                records[record["index"]] = record
-                if folder is not None:
-                    folder.append(record)
-                correct += record["correct"]
-                bar.set_postfix(accuracy=f"{100 * correct / (bar.n + 1):.1f}%", refresh=False)
-                bar.update(1)
+        policy.configure(gen_length=run["gen_length"], block_length=run["block_length"])
+        with _Envs(env_id, overrides, policy) as envs:
+            if episodes is None or any(i not in records for i in range(episodes)):
+                size = split_size(envs.make(min(num_envs, episodes or num_envs)))
+                if episodes is not None and episodes > size:
+                    raise ValueError(
+                        f"episodes={episodes} exceeds the {size} problems of the split"
+                    )
+                episodes = size if episodes is None else episodes
+            _play(policy, envs, [i for i in range(episodes) if i not in records], records,
+                  folder, episodes, run["label"], progress)  # fmt: skip
     finally:
-        if bar is not None:
-            bar.close()
-        if envs is not None:
-            envs.close()
         if folder is not None:
             folder.close()
     summary = summarize([records[i] for i in sorted(records) if i < episodes], run)
     if folder is not None:
         write_json_atomic(folder.path / SUMMARY_FILE, summary)
     return summary
+
+
+def _run_description(policy: Policy, env_id: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """What ``run.json`` records of a run (its env, settings and policy)."""
+    settings = {**gym.spec(env_id).kwargs, **overrides}
+    return {
+        "env_id": env_id,
+        "overrides": jsonable(overrides),
+        "policy": policy.name,
+        "hyperparameters": hyperparameters(policy),
+        "label": policy_label(policy),
+        "gen_length": int(settings["gen_length"]),
+        "block_length": int(settings["block_length"]),
+    }
+
+
+class _Envs:
+    """The vector env of a run, built on demand (with the policy's features) and closed."""
+
+    def __init__(self, env_id: str, overrides: dict[str, Any], policy: Policy) -> None:
+        settings = {**gym.spec(env_id).kwargs, **overrides}
+        features = set(settings.get("obs_features") or ()) | set(policy.required_features)
+        self.env_id, self.overrides = env_id, {**overrides, "obs_features": sorted(features)}
+        self.envs: gym.vector.VectorEnv | None = None
+
+    def make(self, rows: int) -> gym.vector.VectorEnv:
+        """An env of ``rows`` rows (the one built before if it has as many)."""
+        if self.envs is not None and self.envs.num_envs == rows:
+            return self.envs
+        self.close()
+        self.envs = gym.make_vec(
+            self.env_id, num_envs=rows, autoreset_mode=AutoresetMode.DISABLED, **self.overrides
+        )
+        return self.envs
+
+    def close(self) -> None:
+        if self.envs is not None:
+            self.envs.close()
+            self.envs = None
+
+    def __enter__(self) -> _Envs:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _play(
+    policy: Policy,
+    envs: _Envs,
+    todo: list[int],
+    records: dict[int, dict[str, Any]],
+    folder: RunFolder | None,
+    episodes: int,
+    label: str,
+    progress: bool,
+) -> None:
+    """Decode the problems ``todo`` (on as many rows as the first env had, at most one per
+    problem), adding each finished episode's record to ``records`` and ``folder``."""
+    done = [r for i, r in records.items() if i < episodes]
+    correct = sum(bool(r["correct"]) for r in done)
+    base = max((float(r["run_seconds"]) for r in records.values()), default=0.0)
+    with tqdm(total=episodes, initial=len(done), desc=label, unit="ep", disable=not progress,
+              dynamic_ncols=True) as bar:  # fmt: skip
+        if not todo:
+            return
+        rows = envs.envs.num_envs if envs.envs is not None else len(todo)
+        for record in _episodes(policy, envs.make(min(rows, len(todo))), todo, base):
+            records[record["index"]] = record
+            if folder is not None:
+                folder.append(record)
+            correct += record["correct"]
+            bar.set_postfix(accuracy=f"{100 * correct / (bar.n + 1):.1f}%", refresh=False)
+            bar.update(1)
 
 
 def split_size(envs: gym.vector.VectorEnv) -> int:

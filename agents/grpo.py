@@ -379,26 +379,10 @@ def check_resumable(out_dir: Path, args: Args) -> None:
 # -- the training loop ------------------------------------------------------------------------
 
 
-def train(args: Args) -> dict[str, Any]:
-    """Train (or resume) a policy; returns the last iteration's log row."""
-    out_dir = Path(args.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    check_resumable(out_dir, args)
-    settings = json.dumps(dataclasses.asdict(args), indent=2)
-    write_atomic(out_dir / "args.json", settings.encode())
-
-    device = torch.device(args.device)
-    envs = gym.make_vec(
-        args.env_id,
-        num_envs=args.num_envs,
-        autoreset_mode=AutoresetMode.DISABLED,
-        split=args.split,
-        reward=args.reward,
-        alpha=args.alpha,
-    )
-    split_size = len(envs.unwrapped.problems)
-    torch.manual_seed(args.seed)
-    net = UnmaskingPolicyNet(PolicyConfig()).to(device)
+def make_optimizer(
+    net: UnmaskingPolicyNet, args: Args
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW and its schedule: linear warm-up, then cosine decay over every update."""
     optimizer = torch.optim.AdamW(
         net.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay
     )
@@ -409,6 +393,47 @@ def train(args: Args) -> dict[str, Any]:
             step, args.warmup_iterations * args.update_epochs, total_steps
         ),
     )
+    return optimizer, scheduler
+
+
+def update(
+    net: UnmaskingPolicyNet,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LambdaLR,
+    rollouts: Rollouts,
+    args: Args,
+) -> dict[str, Any]:
+    """``update_epochs`` clipped-ratio passes over the rollouts of informative groups; the
+    mean loss, clip fraction and the number of groups skipped (all advantages zero)."""
+    device = next(net.parameters()).device
+    advantage, informative = group_advantages(rollouts.reward, args.group_size)
+    advantage_t = torch.as_tensor(advantage, dtype=torch.float32, device=device)
+    keep = torch.as_tensor(informative, device=device)[rollouts.batch.row]
+    losses, clip_fractions = [], []
+    for _ in range(args.update_epochs):
+        if keep.any():
+            loss, clip_fraction = clipped_loss(net, select(rollouts.batch, keep), advantage_t, args)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), args.max_grad_norm)
+            optimizer.step()
+            losses.append(loss.item())
+            clip_fractions.append(clip_fraction)
+        scheduler.step()
+    return {
+        "loss": float(np.mean(losses)) if losses else 0.0,
+        "clip_fraction": float(np.mean(clip_fractions)) if clip_fractions else 0.0,
+        "skipped_groups": int((~informative).sum() // args.group_size),
+    }
+
+
+def start_or_resume(out_dir: Path, args: Args, envs: gym.vector.VectorEnv):
+    """The net, optimizer and schedule at the latest checkpoint of ``out_dir`` (or new, after
+    the optional warm start), and the iteration to continue from."""
+    device = torch.device(args.device)
+    torch.manual_seed(args.seed)
+    net = UnmaskingPolicyNet(PolicyConfig()).to(device)
+    optimizer, scheduler = make_optimizer(net, args)
     start = 0
     latest = load_latest(out_dir)
     if latest is not None:
@@ -418,12 +443,27 @@ def train(args: Args) -> dict[str, Any]:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
     elif args.init_teacher:
-        warm = imitate(net, envs, args, split_size)
+        warm = imitate(net, envs, args, len(envs.unwrapped.problems))
         write_atomic(out_dir / "init.json", json.dumps(warm, indent=2).encode())
         save_checkpoint(out_dir, 0, net, optimizer, scheduler, args)
+    return net, optimizer, scheduler, start
+
+
+def train(args: Args) -> dict[str, Any]:
+    """Train (or resume) a policy; returns the last iteration's log row."""
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    check_resumable(out_dir, args)
+    write_atomic(out_dir / "args.json", json.dumps(dataclasses.asdict(args), indent=2).encode())
+    envs = gym.make_vec(
+        args.env_id, num_envs=args.num_envs, autoreset_mode=AutoresetMode.DISABLED,
+        split=args.split, reward=args.reward, alpha=args.alpha,
+    )  # fmt: skip
+    split_size = len(envs.unwrapped.problems)
+    net, optimizer, scheduler, start = start_or_resume(out_dir, args, envs)
+    device = next(net.parameters()).device
     trim_log(out_dir / "log.csv", start)
     writer = tensorboard_writer(out_dir)
-
     row: dict[str, Any] = {}
     bar = tqdm(range(start, args.iterations), disable=not args.progress, desc="GRPO",
                initial=start, total=args.iterations)  # fmt: skip
@@ -434,32 +474,13 @@ def train(args: Args) -> dict[str, Any]:
         indices = np.repeat(prompts, args.group_size).tolist()
         generator = torch.Generator(device=device).manual_seed(args.seed * 1_000_003 + iteration)
         rollouts = collect_rollouts(net, envs, indices, args.temperature, generator)
-
-        advantage, informative = group_advantages(rollouts.reward, args.group_size)
-        advantage_t = torch.as_tensor(advantage, dtype=torch.float32, device=device)
-        keep = torch.as_tensor(informative, device=device)[rollouts.batch.row]
-        losses, clip_fractions = [], []
-        for _ in range(args.update_epochs):
-            if keep.any():
-                loss, clip_fraction = clipped_loss(
-                    net, select(rollouts.batch, keep), advantage_t, args
-                )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(net.parameters(), args.max_grad_norm)
-                optimizer.step()
-                losses.append(loss.item())
-                clip_fractions.append(clip_fraction)
-            scheduler.step()
-
+        losses = update(net, optimizer, scheduler, rollouts, args)
         row = {
             "iteration": iteration + 1,
             "reward": float(rollouts.reward.mean()),
             "accuracy": float(rollouts.correct.mean()),
             "mean_nfe": float(rollouts.nfe.mean()),
-            "loss": float(np.mean(losses)) if losses else 0.0,
-            "clip_fraction": float(np.mean(clip_fractions)) if clip_fractions else 0.0,
-            "skipped_groups": int((~informative).sum() // args.group_size),
+            **losses,
             "learning_rate": optimizer.param_groups[0]["lr"],
             "seconds": time.perf_counter() - started,
         }

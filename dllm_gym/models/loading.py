@@ -363,37 +363,10 @@ def load_model(
     resolved_dtype = resolve_dtype(dtype, resolved_device)
     if backend not in BACKENDS:
         raise ValueError(f"backend={backend!r} is not valid; expected one of {list(BACKENDS)}")
-    known = KNOWN_MODELS.get(name)
-    path = EMBEDDED_MODELS.get(name) or Path(name).expanduser()
-
-    if name in EMBEDDED_MODELS and not (path / "config.json").is_file():
-        raise ModelUnavailableError(
-            f"model={name!r}: the embedded checkpoint is missing from {path}; reinstall "
-            "dllm-gym or train it with scripts/train_embedded_model.py"
-        )
-    if known is not None:
-        if resolved_device.type == "cpu" and str(device) == "auto":
-            raise ModelUnavailableError(
-                f"model={name!r} has {known.billions_of_parameters:g}B parameters and needs a "
-                f"CUDA GPU (about {2 * known.billions_of_parameters:.0f} GB in bfloat16); none "
-                f"is visible. Pass device='cpu' to run it on the CPU anyway (about "
-                f"{4 * known.billions_of_parameters:.0f} GB of RAM, minutes per forward), or "
-                f"use model='embedded' for the tiny CPU model."
-            )
-        family = known.family
-        allow_code = True if trust_remote_code is None else trust_remote_code
-    elif path.is_dir():
-        family = _family_of_folder(path)
-        allow_code = bool(trust_remote_code)
-    elif path.exists():
-        raise ValueError(f"model={name!r} is a file; expected a folder saved by save_pretrained")
-    else:
-        _reject_near_miss(name)
-        family, allow_code = MASKED_LM, bool(trust_remote_code)
-    chosen = _check_backend(backend, family, name)
-
-    if chosen == "native":
-        folder = _snapshot_folder(name) if known is not None else path
+    family, path = _locate(name, resolved_device, explicit_device=str(device) != "auto")
+    known = name in KNOWN_MODELS
+    if _check_backend(backend, family, name) == "native":
+        folder = _snapshot_folder(name) if known else path
         if family is OWN:
             tokenizer = AutoTokenizer.from_pretrained(folder)
             model = AutoModelForMaskedLM.from_pretrained(folder, dtype=resolved_dtype)
@@ -405,28 +378,62 @@ def load_model(
             )
         return wrap_model(name, model, tokenizer, family, backend="native")
 
+    allow_code = bool(trust_remote_code) or (known and trust_remote_code is None)
     if family is not MASKED_LM and not allow_code:
-        where = "local " if known is None else ""
+        where = "" if known else "local "
         raise ValueError(
             f"model={name!r} is a {where}{family.name} checkpoint and backend='remote' runs the "
             f"code that ships with it; pass trust_remote_code=True to allow that, or use "
             f"backend='native' (no code from the checkpoint)"
         )
     model, tokenizer = _load_remote(name, path, family, resolved_dtype, allow_code)
-    model = model.to(resolved_device).eval()
-    lm = wrap_model(name, model, tokenizer, family, backend="remote")
+    lm = wrap_model(name, model.to(resolved_device).eval(), tokenizer, family, backend="remote")
+    _check_padding(lm)
+    return lm
+
+
+def _locate(name: str, device: torch.device, explicit_device: bool) -> tuple[ModelFamily, Path]:
+    """The family of model ``name`` and its local path (an embedded checkpoint, a folder, or
+    where a hub id would be if it were a folder); clear errors for what cannot be had."""
+    known = KNOWN_MODELS.get(name)
+    path = EMBEDDED_MODELS.get(name) or Path(name).expanduser()
+    if name in EMBEDDED_MODELS and not (path / "config.json").is_file():
+        raise ModelUnavailableError(
+            f"model={name!r}: the embedded checkpoint is missing from {path}; reinstall "
+            "dllm-gym or train it with scripts/train_embedded_model.py"
+        )
+    if known is not None:
+        if device.type == "cpu" and not explicit_device:
+            raise ModelUnavailableError(
+                f"model={name!r} has {known.billions_of_parameters:g}B parameters and needs a "
+                f"CUDA GPU (about {2 * known.billions_of_parameters:.0f} GB in bfloat16); none "
+                f"is visible. Pass device='cpu' to run it on the CPU anyway (about "
+                f"{4 * known.billions_of_parameters:.0f} GB of RAM, minutes per forward), or "
+                f"use model='embedded' for the tiny CPU model."
+            )
+        return known.family, path
+    if path.is_dir():
+        return _family_of_folder(path), path
+    if path.exists():
+        raise ValueError(f"model={name!r} is a file; expected a folder saved by save_pretrained")
+    _reject_near_miss(name)
+    return MASKED_LM, path
+
+
+def _check_padding(lm: DiffusionLM) -> None:
+    """Probe once whether a remote model honours ``attention_mask``; if not, batch its rows
+    grouped by padding (exact) and warn what that costs."""
     difference = padding_leak(lm)
     if difference > _padding_tolerance(lm.dtype):
         lm.honours_attention_mask = False
         warnings.warn(
-            f"model={name!r} (backend='remote') ignores attention_mask: a left-padded row's "
+            f"model={lm.name!r} (backend='remote') ignores attention_mask: a left-padded row's "
             f"logits differ from the same row alone by up to {difference:.3g}. Rows of "
             f"different prompt lengths therefore run in separate forward passes (one per "
             f"distinct amount of padding in a batch), which is exact but slower; "
             f"backend='native' batches them in one forward.",
-            stacklevel=2,
+            stacklevel=3,
         )
-    return lm
 
 
 def _load_remote(
