@@ -29,15 +29,26 @@ def _output_path(path_stem: str | Path, suffix: str) -> Path:
 def plot_accuracy_vs_nfe(
     summaries: Sequence[Mapping[str, Any]], path_stem: str | Path, title: str
 ) -> tuple[Path, Path]:
+    """:func:`accuracy_vs_nfe_figure` written to ``path_stem.png`` and ``.svg``; returns both
+    paths."""
+    figure = accuracy_vs_nfe_figure(summaries, title)
+    png, svg = _output_path(path_stem, ".png"), _output_path(path_stem, ".svg")
+    figure.savefig(png, dpi=150)
+    figure.savefig(svg)
+    return png, svg
+
+
+def accuracy_vs_nfe_figure(summaries: Sequence[Mapping[str, Any]], title: str):
     """Accuracy (%, with 95% CI bars) against mean NFE, one line per policy family, the
-    Pareto front dashed with its points ringed and named (log NFE axis when NFE spans 8 times
-    or more); written to ``path_stem.png`` and ``.svg``; returns both paths."""
+    Pareto front dashed with its points ringed and numbered; the key beside the plot names
+    each numbered point (the table names every point). Numbers are placed so that none
+    overlap another. Log NFE axis when NFE spans 8 times or more. A matplotlib ``Figure``."""
     if not summaries:
         raise ValueError("plot_accuracy_vs_nfe: no summaries to plot")
     try:
         import matplotlib
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
-        from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
     except ImportError as error:  # pragma: no cover - exercised only without the extra
         raise ImportError("plots need matplotlib: pip install 'dllm-gym[plot]'") from error
 
@@ -45,9 +56,9 @@ def plot_accuracy_vs_nfe(
     for summary in summaries:
         families.setdefault(summary["policy"], []).append(summary)
     rc = {"font.size": 12, "axes.titlesize": 14, "legend.fontsize": 11, "svg.fonttype": "none"}
-    on_front = {id(summaries[i]) for i in pareto_front(_points(summaries))}
     with matplotlib.rc_context(rc):
-        figure = Figure(figsize=(9.5, 5.5), layout="constrained")
+        figure = Figure(figsize=(11, 5.5), layout="constrained")
+        FigureCanvasAgg(figure)  # a renderer, to measure the numbers' extents
         ax = figure.add_subplot()
         for name, group in families.items():
             group = sorted(group, key=lambda s: float(s["mean_nfe"]))
@@ -59,38 +70,74 @@ def plot_accuracy_vs_nfe(
                 x, y, yerr=[y - low, high - y], marker="o", markersize=6, linewidth=1.5,
                 capsize=3, label=name,
             )  # fmt: skip
-            for xi, yi, summary in zip(x, y, group, strict=True):
-                # Only the front's points are named (the table names every point).
-                text = format_hyperparameters(summary.get("hyperparameters") or {})
-                if text and id(summary) in on_front:
-                    ax.annotate(
-                        text, (xi, yi), xytext=(9, 3), textcoords="offset points", fontsize=8,
-                        alpha=0.8,
-                    )  # fmt: skip
-        points = _points(summaries)
-        front = pareto_front(points)
-        fx = [points[i][0] for i in front]
-        fy = [100 * points[i][1] for i in front]
+        front = [summaries[i] for i in pareto_front(_points(summaries))]
+        fx = [float(s["mean_nfe"]) for s in front]
+        fy = [100 * float(s["accuracy"]) for s in front]
         ax.step(
             fx, fy, where="post", linestyle="--", color="black", linewidth=1, marker="o",
             markersize=14, markerfacecolor="none", markeredgewidth=1.5, label="Pareto front",
             zorder=4,
         )  # fmt: skip
-        nfe = [x for x, _ in points if x > 0]
-        if nfe and max(nfe) >= 8 * min(nfe):  # a wide NFE range: log scale, plain numbers
-            ax.set_xscale("log")
-            ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-            ax.xaxis.set_major_formatter(ScalarFormatter())
-            ax.xaxis.set_minor_formatter(NullFormatter())
+        _nfe_axis(ax, [x for x, _ in _points(summaries) if x > 0])
         ax.set_xlabel("mean NFE (forward passes)")
         ax.set_ylabel("accuracy (%)")
         ax.set_title(title)
         ax.grid(alpha=0.3)
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: never over data
-        png, svg = _output_path(path_stem, ".png"), _output_path(path_stem, ".svg")
-        figure.savefig(png, dpi=150)
-        figure.savefig(svg)
-    return png, svg
+        legend = ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside the data
+        key = [f"{k}  {_point_name(s)}" for k, s in enumerate(front, start=1)]
+        ax.annotate(
+            "Pareto front\n" + "\n".join(key), xy=(0, 0), xycoords=legend, xytext=(0, -8),
+            textcoords="offset points", va="top", ha="left", fontsize=9,
+        )  # fmt: skip
+        _number_points(ax, fx, fy)
+    return figure
+
+
+def _point_name(summary: Mapping[str, Any]) -> str:
+    """``policy hyperparameters`` (hyperparameters: a mapping, or text as a table has it)."""
+    values = summary.get("hyperparameters") or {}
+    text = values if isinstance(values, str) else format_hyperparameters(values)
+    return f"{summary['policy']} {text}".rstrip()
+
+
+def _nfe_axis(ax, nfe: Sequence[float]) -> None:
+    """A log NFE axis with plain numbers when NFE spans 8 times or more."""
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
+    if nfe and max(nfe) >= 8 * min(nfe):
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+# Offsets (points) tried in turn for a front point's number: above, below, then further out.
+_NUMBER_OFFSETS = [
+    (dx * r, dy * r)
+    for r in (1, 2, 3, 4)
+    for dx, dy in ((0, 13), (0, -13), (12, 9), (-12, 9), (12, -9), (-12, -9), (16, 0), (-16, 0))
+]
+
+
+def _number_points(ax, xs: Sequence[float], ys: Sequence[float]) -> None:
+    """Number the points 1..n, each at the first offset where its number overlaps no number
+    placed before it (measured on the drawn figure)."""
+    figure = ax.figure
+    figure.draw_without_rendering()  # the final layout, so extents are measured where drawn
+    renderer = figure.canvas.get_renderer()
+    placed = []
+    for k, (x, y) in enumerate(zip(xs, ys, strict=True), start=1):
+        label = ax.annotate(
+            str(k), (x, y), xytext=_NUMBER_OFFSETS[0], textcoords="offset points",
+            ha="center", va="center", fontsize=9, fontweight="bold", zorder=5,
+            bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8},
+        )  # fmt: skip
+        for offset in _NUMBER_OFFSETS:
+            label.xyann = offset
+            box = label.get_window_extent(renderer)
+            if not any(box.overlaps(other) for other in placed):
+                break
+        placed.append(label.get_window_extent(renderer))
 
 
 TABLE_COLUMNS = (

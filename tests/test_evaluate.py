@@ -354,6 +354,32 @@ def test_plot_files(tmp_path):
     assert "threshold" in text and "top_k" in text  # the legend
 
 
+def test_front_numbers_never_overlap_and_the_key_names_each_point():
+    """Ten front points crowded into a narrow NFE range (labels would print over each other):
+    each gets a number that overlaps no other, and the key beside the plot names it."""
+    crowded = [  # 0.1 point and 0.05 NFE apart: a few pixels
+        fake_summary("threshold", {"tau": round(0.5 + 0.05 * i, 2)}, 5.0 + 0.05 * i, 850 + i, 1000)
+        for i in range(10)
+    ]
+    crowded.append(fake_summary("top_k", {"k": 1}, 48.0, 60))  # dominated: not numbered
+    figure = results.accuracy_vs_nfe_figure(crowded, "crowded front")
+    figure.draw_without_rendering()
+    renderer = figure.canvas.get_renderer()
+    (ax,) = figure.axes
+    numbers = [text for text in ax.texts if text.get_text().isdigit()]
+    assert sorted(int(text.get_text()) for text in numbers) == list(range(1, 11))
+    boxes = [text.get_window_extent(renderer) for text in numbers]
+    overlapping = [
+        (i, j) for i in range(len(boxes)) for j in range(i + 1, len(boxes))
+        if boxes[i].overlaps(boxes[j])
+    ]  # fmt: skip
+    assert not overlapping
+    (key,) = [text for text in ax.texts if text.get_text().startswith("Pareto front")]
+    lines = key.get_text().splitlines()[1:]
+    assert lines[0] == "1  threshold tau=0.5" and lines[-1] == "10  threshold tau=0.95"
+    assert len(lines) == 10 and not any("top_k" in line for line in lines)
+
+
 def test_tables(tmp_path):
     md, path = results.write_tables(SUMMARIES, tmp_path / "pareto")
     lines = md.read_text().splitlines()
