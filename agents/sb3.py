@@ -35,7 +35,7 @@ Uses only the public Gymnasium API and the registered ids; needs ``stable-baseli
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -91,12 +91,25 @@ class SB3VecEnv(VecEnv):
     def reset(self) -> dict[str, np.ndarray]:
         seeds = self._seeds
         seed: Sequence[int | None] | None = None if all(s is None for s in seeds) else seeds
-        options = self._options[0] if self._options and self._options[0] else None
-        obs, infos = self.vector_env.reset(seed=seed, options=options)
+        obs, infos = self.vector_env.reset(seed=seed, options=self._vector_options())
         self.reset_infos = _per_env(infos, self.num_envs)
         self._reset_seeds()
         self._reset_options()
         return obs
+
+    def _vector_options(self) -> dict[str, Any] | None:
+        """SB3's per-row reset options (``set_options``: one dict per sub-env, each a single
+        env's options, ``{"index": i}`` or empty) as the vector env's one dict."""
+        rows = self._options or [{}] * self.num_envs
+        for row, options in enumerate(rows):
+            unknown = sorted(set(options or {}) - {"index"})
+            if unknown:
+                raise ValueError(
+                    f"set_options: sub-env {row} has unknown reset option(s) {unknown}; "
+                    f"expected 'index'"
+                )
+        indices = [(options or {}).get("index") for options in rows]
+        return None if all(i is None for i in indices) else {"index": indices}
 
     def step_async(self, actions: np.ndarray) -> None:
         self._actions = actions
@@ -122,24 +135,17 @@ class SB3VecEnv(VecEnv):
     # SB3 asks these of the sub-environments; the vector env holds them all.
     def get_attr(self, attr_name: str, indices: Any = None) -> list[Any]:
         value = getattr(self.vector_env, attr_name)
-        return [value for _ in self._indices(indices)]
+        return [value for _ in self._get_indices(indices)]
 
     def set_attr(self, attr_name: str, value: Any, indices: Any = None) -> None:
         setattr(self.vector_env, attr_name, value)
 
     def env_method(self, method_name: str, *args: Any, indices: Any = None, **kwargs: Any):
         result = getattr(self.vector_env, method_name)(*args, **kwargs)
-        return [result for _ in self._indices(indices)]
+        return [result for _ in self._get_indices(indices)]
 
     def env_is_wrapped(self, wrapper_class: type, indices: Any = None) -> list[bool]:
-        return [False for _ in self._indices(indices)]
-
-    def _indices(self, indices: Any) -> Iterable[int]:
-        if indices is None:
-            return range(self.num_envs)
-        if isinstance(indices, int):
-            return [indices]
-        return indices
+        return [False for _ in self._get_indices(indices)]
 
 
 def _per_env(infos: dict[str, Any], num_envs: int) -> list[dict[str, Any]]:
@@ -300,6 +306,7 @@ class UnmaskingActorCriticPolicy(MultiInputActorCriticPolicy):
         lr_schedule: Schedule,
         net_arch: list[int] | dict[str, list[int]] | None = None,
         activation_fn: type[nn.Module] = nn.Tanh,
+        ortho_init: bool = True,
         *args: Any,
         **kwargs: Any,
     ) -> None:
@@ -327,8 +334,21 @@ class UnmaskingActorCriticPolicy(MultiInputActorCriticPolicy):
                 f"UnmaskingFeaturesExtractor or a subclass, got {extractor}"
             )
         self.length = length
+        # SB3 builds its own modules and initialisation; the actor's head and the critic's
+        # initialisation are then replaced below (SB3's orthogonal gains would overwrite the
+        # network's own initialisation, so SB3 is asked for none).
         super().__init__(
-            observation_space, action_space, lr_schedule, net_arch, activation_fn, *args, **kwargs
+            observation_space, action_space, lr_schedule, net_arch, activation_fn, False,
+            *args, **kwargs,
+        )  # fmt: skip
+        self.ortho_init = ortho_init  # what PPO.save records and PPO.load passes back
+        self.action_net = nn.Identity()  # the network's logits are the Bernoulli logits
+        if ortho_init:  # SB3's gains, on the critic only
+            self.mlp_extractor.apply(partial(self.init_weights, gain=np.sqrt(2)))
+            self.value_net.apply(partial(self.init_weights, gain=1))
+        # The optimizer SB3 built holds the discarded Linear action head: build it again.
+        self.optimizer = self.optimizer_class(
+            self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs
         )
 
     @property
@@ -340,17 +360,6 @@ class UnmaskingActorCriticPolicy(MultiInputActorCriticPolicy):
     def _build_mlp_extractor(self) -> None:
         self.mlp_extractor = UnmaskingLatents(
             self.length, self.features_dim, self.net_arch["vf"], self.activation_fn
-        )
-
-    def _build(self, lr_schedule: Schedule) -> None:
-        self._build_mlp_extractor()
-        self.action_net = nn.Identity()  # the network's logits are the Bernoulli logits
-        self.value_net = nn.Linear(self.mlp_extractor.latent_dim_vf, 1)
-        if self.ortho_init:  # SB3's gains, on the critic only
-            self.mlp_extractor.apply(partial(self.init_weights, gain=np.sqrt(2)))
-            self.value_net.apply(partial(self.init_weights, gain=1))
-        self.optimizer = self.optimizer_class(
-            self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs
         )
 
 

@@ -33,8 +33,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
+from gymnasium.vector import AutoresetMode
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecMonitor
@@ -42,6 +44,7 @@ from stable_baselines3.common.vec_env import VecMonitor
 import dllm_gym  # noqa: F401  (registers the ids)
 from agents.arguments import parse_dataclass
 from agents.policy import save_policy
+from agents.rollout import run_episodes
 from agents.sb3 import SB3VecEnv, UnmaskingActorCriticPolicy
 
 POLICIES = ("unmasking", "mlp")
@@ -99,10 +102,10 @@ class Args:
         for name in ("total_timesteps", "num_envs", "n_steps", "batch_size", "n_epochs", "window"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.eval_episodes < 0 or self.eval_episodes % self.num_envs:
+        if self.eval_episodes and self.eval_episodes < self.num_envs:
             raise ValueError(
-                f"eval_episodes must be a multiple of num_envs={self.num_envs} (each sub-env "
-                f"plays the same share), got {self.eval_episodes}"
+                f"eval_episodes must be 0 or at least num_envs={self.num_envs} (one problem per "
+                f"sub-env to start), got {self.eval_episodes}"
             )
 
 
@@ -159,29 +162,27 @@ def make_model(args: Args, venv: VecMonitor) -> PPO:
 
 
 def evaluate(model: PPO, args: Args) -> list[dict[str, Any]]:
-    """``args.eval_episodes`` episodes of the policy as it samples in training, on
-    ``args.eval_split``: each sub-env plays its first ``eval_episodes / num_envs`` problems of
-    a fixed seed, so evaluations before and after training see the same problems."""
-    venv = SB3VecEnv(args.env_id, num_envs=args.num_envs, split=args.eval_split, alpha=args.alpha)
-    venv.seed(args.seed)
+    """The policy as it samples in training on the first ``args.eval_episodes`` problems of
+    ``args.eval_split`` (so evaluations before and after training see the same problems),
+    played by the project's episode driver on the vector env."""
+    envs = gym.make_vec(
+        args.env_id,
+        num_envs=args.num_envs,
+        autoreset_mode=AutoresetMode.DISABLED,
+        split=args.eval_split,
+        alpha=args.alpha,
+    )
     torch.manual_seed(args.seed)  # the policy's sampling noise
-    per_env = args.eval_episodes // args.num_envs
-    done_rows: list[list[dict[str, Any]]] = [[] for _ in range(args.num_envs)]
-    obs = venv.reset()
-    while min(len(rows) for rows in done_rows) < per_env:
-        actions, _ = model.predict(obs, deterministic=False)
-        obs, rewards, dones, infos = venv.step(actions)
-        for row in np.flatnonzero(dones):
-            info = infos[row]
-            done_rows[row].append(
-                {
-                    "reward": float(rewards[row]),
-                    "correct": int(info["correct"]),
-                    "nfe": int(info["nfe"]),
-                }
-            )
-    venv.close()
-    return [episode for rows in done_rows for episode in rows[:per_env]]
+
+    def act(obs: dict[str, np.ndarray], running: np.ndarray) -> np.ndarray:
+        return model.predict(obs, deterministic=False)[0]
+
+    episodes = sorted(run_episodes(envs, act, range(args.eval_episodes)), key=lambda e: e.index)
+    envs.close()
+    return [
+        {"reward": e.reward, "correct": int(e.info["correct"]), "nfe": int(e.info["nfe"])}
+        for e in episodes
+    ]
 
 
 def summary(rows: list[dict[str, Any]]) -> dict[str, float]:

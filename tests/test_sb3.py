@@ -53,6 +53,26 @@ def test_adapter_follows_sb3_conventions():
     assert venv.get_attr("render_mode") == [None, None, None]
 
 
+def test_each_row_resets_with_its_own_options():
+    """SB3's set_options: one dict per sub-env; rows without an index draw their problem."""
+    venv = SB3VecEnv(ARITH, num_envs=3)
+    venv.seed(5)
+    venv.set_options([{"index": 4}, {}, {"index": 11}])
+    venv.reset()
+    problems = [info["problem_index"] for info in venv.reset_infos]
+    assert problems[0] == 4 and problems[2] == 11
+    _, infos = gym.make_vec(ARITH, num_envs=3).reset(seed=[5, 6, 7])
+    assert problems[1] == infos["problem_index"][1]  # as a reset without options draws it
+    venv.set_options({"index": 2})  # one dict: the same options for every row
+    venv.reset()
+    assert [info["problem_index"] for info in venv.reset_infos] == [2, 2, 2]
+    venv.reset()  # options apply to the next reset only, as in SB3
+    assert len({info["problem_index"] for info in venv.reset_infos}) > 1
+    venv.set_options([{}, {"problem": 3}, {}])
+    with pytest.raises(ValueError, match=r"sub-env 1 has unknown reset option\(s\) \['problem'\]"):
+        venv.reset()
+
+
 def test_adapter_rejects_other_autoreset_modes():
     with pytest.raises(ValueError, match=r"autoreset_mode=AutoresetMode\.SAME_STEP"):
         SB3VecEnv(gym.make_vec(ARITH, num_envs=2))
@@ -203,6 +223,9 @@ def test_policy_keeps_the_networks_initialisation_and_checks_its_arguments():
     assert net.head.bias.item() == SMALL.output_bias
     assert not net.final_modulation[1].weight.any() and not net.block.adaLN_modulation[1].bias.any()
     assert model.policy.mlp_extractor.latent_dim_vf == 64
+    assert isinstance(model.policy.action_net, torch.nn.Identity) and model.policy.ortho_init
+    optimized = {id(p) for group in model.policy.optimizer.param_groups for p in group["params"]}
+    assert optimized == {id(p) for p in model.policy.parameters()}
     with pytest.raises(ValueError, match=r"net_arch\['pi'\] must be empty"):
         _ppo(venv, net_arch={"pi": [64], "vf": [64]})
     with pytest.raises(ValueError, match="features_extractor_class"):

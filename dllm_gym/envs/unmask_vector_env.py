@@ -59,7 +59,8 @@ class UnmaskVectorEnv(VectorEnv):
     `reset(seed=s)` seeds sub-environment `i` with `s + i` (a list seeds each), so it draws the
     same problems as `gym.make(id)` reset with seed `s + i`, and at temperature 0 the two
     decode identically, token for token. `reset(options={"index": [i_0, ..., i_{N-1}]})` sets
-    the problem of each sub-environment (an int sets one problem for all); `problems` lists
+    the problem of each sub-environment (an int sets one problem for all; a None entry draws
+    that row's problem as a reset without options would); `problems` lists
     the split's problems, as on `UnmaskEnv`. At temperature
     above 0 the Gumbel noise of all rows comes from one generator seeded by `reset(seed=...)`:
     runs are reproducible, but a row's draws differ from a single env's.
@@ -305,10 +306,14 @@ class UnmaskVectorEnv(VectorEnv):
             if values is None or len(values) != self.num_envs:
                 raise ValueError(
                     f"reset options: index must be an int or a list of {self.num_envs} problem "
-                    f"indices (one per sub-environment), got {index!r}"
+                    f"indices (one per sub-environment, None to draw one), got {index!r}"
                 )
             indices = np.array(
-                [self.workload.check_index(v, f"index[{i}]") for i, v in enumerate(values)]
+                [
+                    -1 if v is None else self.workload.check_index(v, f"index[{i}]")
+                    for i, v in enumerate(values)
+                ],
+                dtype=np.int64,
             )
         return rows, indices
 
