@@ -62,6 +62,9 @@ class CheckpointLayout:
     sources: Callable[[DiffusionTransformerConfig, Mapping[str, Any]], dict[str, list[Source]]]
 
 
+SPECIAL_TOKEN_IDS = ("mask_token_id", "pad_token_id", "bos_token_id", "eos_token_id")
+
+
 def _require(published: Mapping[str, Any], key: str, family: str) -> Any:
     if key not in published:
         raise CheckpointError(f"config.json of a {family} checkpoint has no {key!r}")
@@ -114,12 +117,14 @@ def _llada_config(published: Mapping[str, Any]) -> DiffusionTransformerConfig:
         max_position_embeddings=_require(published, "max_sequence_length", "llada"),
         rope_theta=float(published.get("rope_theta", 10000.0)),
         rms_norm_eps=float(published.get("rms_norm_eps", 1e-5)),
-        mask_token_id=published.get("mask_token_id"),
-        pad_token_id=published.get("pad_token_id"),
-        bos_token_id=published.get("bos_token_id"),
-        eos_token_id=published.get("eos_token_id"),
+        **_special_token_ids(published),
         tie_word_embeddings=bool(published.get("weight_tying", False)),
     )
+
+
+def _special_token_ids(published: Mapping[str, Any]) -> dict[str, int | None]:
+    """The special-token ids a published config declares (None where it is silent)."""
+    return {name: published.get(name) for name in SPECIAL_TOKEN_IDS}
 
 
 def _llada_sources(
@@ -182,10 +187,7 @@ def _dream_config(published: Mapping[str, Any]) -> DiffusionTransformerConfig:
         max_position_embeddings=_require(published, "max_position_embeddings", "dream"),
         rope_theta=float(published.get("rope_theta", 10000.0)),
         rms_norm_eps=float(published.get("rms_norm_eps", 1e-6)),
-        mask_token_id=published.get("mask_token_id"),
-        pad_token_id=published.get("pad_token_id"),
-        bos_token_id=published.get("bos_token_id"),
-        eos_token_id=published.get("eos_token_id"),
+        **_special_token_ids(published),
         tie_word_embeddings=bool(published.get("tie_word_embeddings", False)),
     )
 
