@@ -32,7 +32,8 @@ import dllm_gym
 from agents import evaluate as evaluation
 from agents import grpo, results
 from agents.arguments import add_dataclass_arguments, dataclass_from_namespace
-from agents.heuristics import DEFAULT_GRIDS, POLICIES, describe, make_policy
+from agents.heuristics import DEFAULT_GRIDS, POLICIES, make_policy
+from agents.policies import policy_label
 from agents.policy import LearnedPolicy, shipped_checkpoint
 from agents.rollout import run_episodes
 from agents.sweep import sweep
@@ -189,7 +190,7 @@ def command_play(args: argparse.Namespace) -> None:
         **{**overrides, "obs_features": features},
     )
     policy.configure(gen_length=settings["gen_length"], block_length=settings["block_length"])
-    print(f"{describe(policy)} on {args.env_id}\n")
+    print(f"{policy_label(policy)} on {args.env_id}\n")
     steps = 0
 
     def act(obs: dict[str, np.ndarray], running: np.ndarray) -> np.ndarray:

@@ -27,7 +27,7 @@ Uses only the public Gymnasium observation and action format; never imports ``dl
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import MISSING, dataclass, field, fields, is_dataclass
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, ClassVar
 
 import numpy as np
@@ -48,7 +48,6 @@ __all__ = [
     "RandomReveal",
     "Threshold",
     "TopK",
-    "describe",
     "make_policy",
 ]
 
@@ -429,12 +428,3 @@ def make_policy(name: str, **hyperparameters: Any) -> Heuristic:
     if missing:
         raise ValueError(f"{name}: missing hyperparameter {', '.join(map(repr, missing))}")
     return cls(**hyperparameters)
-
-
-def describe(policy: Policy) -> str:
-    """A policy and its hyperparameters as text, e.g. ``threshold(tau=0.9)``."""
-    name = getattr(policy, "name", type(policy).__name__)
-    if not is_dataclass(policy):
-        return name
-    values = ", ".join(f"{f.name}={getattr(policy, f.name)!r}" for f in fields(policy) if f.init)
-    return f"{name}({values})"

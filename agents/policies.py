@@ -44,8 +44,12 @@ def hyperparameters(policy: Policy) -> dict[str, Any]:
 
 
 def policy_label(policy: Policy) -> str:
-    """``name(field=value, ...)``, e.g. ``threshold(tau=0.9)``."""
-    return f"{policy.name}({format_hyperparameters(hyperparameters(policy))})"
+    """``name(field=value, ...)``, e.g. ``threshold(tau=0.9)``; a policy that is not a
+    dataclass is its name (its class name without one)."""
+    name = getattr(policy, "name", type(policy).__name__)
+    if not dataclasses.is_dataclass(policy):
+        return name
+    return f"{name}({format_hyperparameters(hyperparameters(policy))})"
 
 
 def format_hyperparameters(values: Mapping[str, Any]) -> str:

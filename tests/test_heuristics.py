@@ -17,9 +17,9 @@ from agents.heuristics import (
     POLICIES,
     Heuristic,
     Policy,
-    describe,
     make_policy,
 )
+from agents.policies import policy_label
 from dllm_gym.decoding import decode, threshold_rule, top_k_rule
 from dllm_gym.tasks import ArithTask
 
@@ -319,7 +319,7 @@ def test_every_policy_reveals_a_single_active_position_and_nothing_on_an_empty_b
     assert isinstance(policy, Policy)
 
 
-def test_registry_grids_and_describe():
+def test_registry_grids_and_labels():
     assert list(POLICIES) == [name for name, _ in ALL]
     assert all(POLICIES[name].name == name for name in POLICIES)
     assert set(DEFAULT_GRIDS) == set(POLICIES)
@@ -327,10 +327,10 @@ def test_registry_grids_and_describe():
         assert grid
         for point in grid:
             configured(name, L, BLOCK, **point)
-    assert describe(make_policy("threshold", tau=0.9)) == "threshold(tau=0.9)"
-    assert describe(make_policy("random")) == "random(k=1, seed=0)"
-    assert describe(make_policy("top_k", steps_per_block=4)) == "top_k(steps_per_block=4)"
-    assert describe(make_policy("left_to_right")) == "left_to_right()"
+    assert policy_label(make_policy("threshold", tau=0.9)) == "threshold(tau=0.9)"
+    assert policy_label(make_policy("random")) == "random(k=1, seed=0)"
+    assert policy_label(make_policy("top_k", steps_per_block=4)) == "top_k(steps_per_block=4)"
+    assert policy_label(make_policy("left_to_right")) == "left_to_right()"
     assert make_policy("entropy_bounded").required_features == ("entropy",)
     assert make_policy("threshold").required_features == ()
 
@@ -392,7 +392,7 @@ def arith_env():
 
 @pytest.fixture(scope="module")
 def reference(arith_env):
-    """decode() of test problems 0-3 under each rule, keyed by describe() of the policy."""
+    """decode() of test problems 0-3 under each rule, keyed by policy_label() of the policy."""
     lm, task = arith_env.unwrapped.model, ArithTask()
     prompts = [task.format_prompt(task.problems("test")[i].question, lm.tokenizer) for i in INDICES]
     out = {}
@@ -413,7 +413,7 @@ POLICY_CASES = [
 @pytest.mark.parametrize(("name", "hyperparameters"), POLICY_CASES)
 def test_policy_on_the_env_matches_decode(arith_env, reference, name, hyperparameters):
     policy = configured(name, L, BLOCK, **hyperparameters)
-    texts, unmask_steps, nfes = reference[describe(policy)]
+    texts, unmask_steps, nfes = reference[policy_label(policy)]
     for row, index in enumerate(INDICES):
         obs, _ = arith_env.reset(options={"index": index})
         steps = 0
@@ -431,7 +431,7 @@ def test_policy_on_the_env_matches_decode(arith_env, reference, name, hyperparam
 @pytest.mark.parametrize(("name", "hyperparameters"), POLICY_CASES[1:])
 def test_batched_policy_on_the_vector_env_matches_decode(reference, name, hyperparameters):
     policy = configured(name, L, BLOCK, **hyperparameters)
-    texts, unmask_steps, nfes = reference[describe(policy)]
+    texts, unmask_steps, nfes = reference[policy_label(policy)]
     envs = gym.make_vec(ARITH, num_envs=4, autoreset_mode=AutoresetMode.DISABLED)
     obs, _ = envs.reset(options={"index": INDICES})
     ended = np.zeros(4, dtype=bool)
