@@ -164,7 +164,14 @@ class BidirectionalAttention(nn.Module):
         cos: torch.Tensor,
         sin: torch.Tensor,
         key_mask: torch.Tensor | None,
+        cached: tuple[torch.Tensor, torch.Tensor] | None = None,
+        positions: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """``cached``: this layer's (B, kv_heads, T, head_dim) keys and values of a
+        :class:`KVCache`. Without ``positions`` (a fill), ``x`` is the whole sequence and its
+        keys and values are written there; with ``positions`` (B, W), ``x`` holds the tokens
+        at those columns: their keys and values replace the cached ones there and the queries
+        attend to all T cached columns."""
         batch, length, width = x.shape
         heads, kv_heads = self.num_heads, self.num_kv_heads
         qkv = self.qkv_proj(x).view(batch, length, heads + 2 * kv_heads, self.head_dim)
@@ -175,10 +182,20 @@ class BidirectionalAttention(nn.Module):
         else:
             cos, sin = cos.to(q.dtype), sin.to(q.dtype)
             q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        if cached is not None:
+            keys, values = cached  # an inference cache: no gradient flows through it
+            if positions is None:
+                keys.copy_(k.detach())
+                values.copy_(v.detach())
+            else:
+                index = positions[:, None, :, None].expand(-1, kv_heads, -1, self.head_dim)
+                keys.scatter_(2, index, k.detach())
+                values.scatter_(2, index, v.detach())
+                k, v = keys, values
         if kv_heads != heads:  # grouped-query attention: each kv head serves a group
-            group = heads // kv_heads
-            k = k[:, :, None].expand(-1, -1, group, -1, -1).reshape(batch, heads, length, -1)
-            v = v[:, :, None].expand(-1, -1, group, -1, -1).reshape(batch, heads, length, -1)
+            group, columns = heads // kv_heads, k.shape[2]
+            k = k[:, :, None].expand(-1, -1, group, -1, -1).reshape(batch, heads, columns, -1)
+            v = v[:, :, None].expand(-1, -1, group, -1, -1).reshape(batch, heads, columns, -1)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask, is_causal=False)
         return self.o_proj(out.transpose(1, 2).reshape(batch, length, width))
 
@@ -202,9 +219,46 @@ class TransformerBlock(nn.Module):
         self.mlp_norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.mlp = SwiGLU(config)
 
-    def forward(self, x, cos, sin, key_mask):
-        x = x + self.attn(self.attn_norm(x), cos, sin, key_mask)
+    def forward(self, x, cos, sin, key_mask, cached=None, positions=None):
+        x = x + self.attn(self.attn_norm(x), cos, sin, key_mask, cached, positions)
         return x + self.mlp(self.mlp_norm(x))
+
+
+class KVCache:
+    """Keys and values of every layer for a batch of ``batch`` sequences of ``length``
+    columns: one slab, allocated once, filled by a full forward and updated in place by
+    window forwards (see :meth:`DiffusionTransformerForMaskedLM.forward`).
+
+    Keys are stored after the rotary embedding, per key/value head (before grouped-query
+    expansion). ``key_mask`` is the fill's (B, 1, 1, T) padding mask (None: no padding).
+    """
+
+    def __init__(
+        self,
+        config: DiffusionTransformerConfig,
+        batch: int,
+        length: int,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        kv_heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+        head_dim = config.hidden_size // config.num_attention_heads
+        shape = (config.num_hidden_layers, 2, batch, kv_heads, length, head_dim)
+        self.slab = torch.zeros(shape, device=device, dtype=dtype)
+        self.key_mask: torch.Tensor | None = None
+        self.filled = False
+
+    @property
+    def batch(self) -> int:
+        return self.slab.shape[2]
+
+    @property
+    def length(self) -> int:
+        return self.slab.shape[4]
+
+    def layer(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Layer ``index``'s (B, kv_heads, T, head_dim) keys and values (views)."""
+        return self.slab[index, 0], self.slab[index, 1]
 
 
 class DiffusionTransformerForMaskedLM(PreTrainedModel):
@@ -258,8 +312,18 @@ class DiffusionTransformerForMaskedLM(PreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        kv_cache: KVCache | None = None,
+        cache_positions: torch.Tensor | None = None,
         **_: object,
     ) -> MaskedLMOutput:
+        """With ``kv_cache`` and no ``cache_positions``, a full forward that also fills the
+        cache. With ``cache_positions`` (B, W) column indices into the cached sequences, a
+        window forward: ``input_ids`` (B, W) are the tokens at those columns,
+        ``position_ids`` (B, W) their rotary positions (required), the padding mask is the
+        fill's; the logits are the window's (B, W, vocab). A column may repeat within a row
+        (same token, same values written): callers pad ragged windows that way."""
+        if cache_positions is not None:
+            return self._window_forward(input_ids, position_ids, kv_cache, cache_positions)
         if input_ids.shape[1] > self.config.max_position_embeddings:
             raise ValueError(
                 f"input_ids: sequence length {input_ids.shape[1]} exceeds the model's "
@@ -274,18 +338,47 @@ class DiffusionTransformerForMaskedLM(PreTrainedModel):
                 key_mask = attention_mask[:, None, None, :]
         if position_ids is None:
             position_ids = torch.arange(input_ids.shape[1], device=input_ids.device)[None]
-        x = self.embed_tokens(input_ids)
-        head_dim = self.config.hidden_size // self.config.num_attention_heads
-        cos, sin = rotary_cos_sin(position_ids, head_dim, self.config.rope_theta, torch.float32)
-        for layer in self.layers:
-            x = layer(x, cos, sin, key_mask)
-        logits = self.lm_head(self.norm(x))
+        if kv_cache is not None:
+            if (kv_cache.batch, kv_cache.length) != tuple(input_ids.shape):
+                raise ValueError(
+                    f"kv_cache: holds {kv_cache.batch} rows of {kv_cache.length} columns, the "
+                    f"input is {tuple(input_ids.shape)}"
+                )
+            kv_cache.key_mask, kv_cache.filled = key_mask, True
+        logits = self._layers(input_ids, position_ids, key_mask, kv_cache, None)
         loss = None
         if labels is not None:
             loss = F.cross_entropy(
                 logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100
             )
         return MaskedLMOutput(loss=loss, logits=logits)
+
+    def _layers(self, input_ids, position_ids, key_mask, kv_cache, positions) -> torch.Tensor:
+        x = self.embed_tokens(input_ids)
+        head_dim = self.config.hidden_size // self.config.num_attention_heads
+        cos, sin = rotary_cos_sin(position_ids, head_dim, self.config.rope_theta, torch.float32)
+        for index, layer in enumerate(self.layers):
+            cached = None if kv_cache is None else kv_cache.layer(index)
+            x = layer(x, cos, sin, key_mask, cached, positions)
+        return self.lm_head(self.norm(x))
+
+    def _window_forward(self, input_ids, position_ids, kv_cache, cache_positions):
+        if kv_cache is None or not kv_cache.filled:
+            raise ValueError("cache_positions: needs a kv_cache filled by a full forward first")
+        if position_ids is None or position_ids.shape != input_ids.shape:
+            raise ValueError(
+                "position_ids: a window forward needs the rotary positions of its tokens, "
+                f"shaped like input_ids {tuple(input_ids.shape)}"
+            )
+        if cache_positions.shape != input_ids.shape or input_ids.shape[0] != kv_cache.batch:
+            raise ValueError(
+                f"cache_positions: expected shape {tuple(input_ids.shape)} (one column per "
+                f"token, {kv_cache.batch} rows), got {tuple(cache_positions.shape)}"
+            )
+        logits = self._layers(
+            input_ids, position_ids, kv_cache.key_mask, kv_cache, cache_positions.long()
+        )
+        return MaskedLMOutput(logits=logits)
 
 
 def register() -> None:
