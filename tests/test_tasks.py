@@ -190,8 +190,11 @@ def test_arith_v1_swaps_commutative_operands_at_random():
     chain = Chain(3, (("+", 4), ("*", 1), ("-", 2)))
     plain = render_v1(chain, [1, 2, 3, 4], "pens", depth=3)
     swapped = render_v1(chain, [1, 2, 3, 4], "pens", depth=3, swapped=[True, True, False])
-    assert "Box 2 has 3 + 4 = 7. Box 3 has 7 * 1 = 7." in plain.solution
-    assert "Box 2 has 4 + 3 = 7. Box 3 has 1 * 7 = 7." in swapped.solution
+    assert (
+        "Box 1 has 3. Compared to Box 1, Box 2 has 3 + 4 = 7. Compared to Box 2, Box 3 has "
+        "7 * 1 = 7. Compared to Box 3, Box 4 has 7 - 2 = 5.\n#### 5"
+    ) == plain.solution
+    assert "Box 2 has 4 + 3 = 7. Compared to Box 2, Box 3 has 1 * 7 = 7." in swapped.solution
     assert plain.reference == swapped.reference == "5"
     with pytest.raises(ValueError, match="swapped: a '-' step"):
         render_v1(chain, [1, 2, 3, 4], "pens", depth=3, swapped=[False, False, True])
@@ -203,8 +206,8 @@ def test_arith_v1_swaps_commutative_operands_at_random():
     for solution in solutions:
         for step in solution.split(". ")[1:]:
             words = step.split()
-            if len(words) >= 7 and words[4] in {"+", "*"}:
-                left, right = int(words[3]), int(words[5])
+            if len(words) >= 11 and words[8] in {"+", "*"}:
+                left, right = int(words[7]), int(words[9])
                 if left != right:
                     previous = solution.split(". ")[solution.split(". ").index(step) - 1]
                     value = previous.split()[-1].rstrip(".")

@@ -8,16 +8,19 @@ shuffled sentences about numbered boxes. Two things change:
   holds ``N`` links. How long the answer is, and so where end-of-text begins, is known only
   after following the chain to the asked box: a model cannot read it off the prompt.
 - **Equivalent forms are used at random**: the operands of ``+`` and ``*`` come in either
-  order (``Box 4 has 7 + 2 = 9.`` or ``Box 4 has 2 + 7 = 9.``), so tokens of one step revealed
-  together can mix forms.
+  order (``... Box 4 has 7 + 2 = 9.`` or ``... Box 4 has 2 + 7 = 9.``), so tokens of one
+  step revealed together can mix forms.
 
 The answer keeps GSM8K's shape (worked steps, then ``#### N``)::
 
     Compared to Box 2, Box 8 has 3 times the eggs. Box 2 has 3 eggs. Compared to Box 8,
     Box 5 has 4 fewer eggs. How many eggs does Box 8 have?
 
-    Box 2 has 3. Box 8 has 3 * 3 = 9.
+    Box 2 has 3. Compared to Box 2, Box 8 has 3 * 3 = 9.
     #### 9
+
+Each step opens as the question's sentence about that box does (``Compared to Box 2, Box 8
+has``): the worked answer names the box it builds on, as a person checking the chain would.
 
 Splits are disjoint in the numbers as in v0: a chain (start value and operations) belongs to
 one split only, whatever the asked depth, labels, item, order or operand order.
@@ -78,7 +81,10 @@ def render_v1(
     for k in range(depth):
         operator, operand = chain.steps[k]
         left, right = (operand, values[k]) if swapped[k] else (values[k], operand)
-        solution.append(f"{names[k + 1]} has {left} {operator} {right} = {values[k + 1]}.")
+        solution.append(
+            f"Compared to {names[k]}, {names[k + 1]} has {left} {operator} {right} "
+            f"= {values[k + 1]}."
+        )
     question = [sentences[i] for i in order]
     question.append(f"How many {item} does {names[depth]} have?")
     answer = str(values[depth])
