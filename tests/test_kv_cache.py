@@ -54,7 +54,8 @@ def test_filling_the_cache_changes_nothing_and_stores_every_layer(layout):
     plain = model(tokens, attention_mask=attention, position_ids=positions).logits
     cache, logits = fill(model, tokens, attention, positions)
     torch.testing.assert_close(logits, plain, rtol=0, atol=0)
-    assert cache.filled and cache.slab.abs().sum(dim=(1, 2, 3, 5)).gt(0).all()
+    assert cache.filled.all() and cache.slab.abs().sum(dim=(1, 2, 3, 5)).gt(0).all()
+    assert torch.equal(cache.attention, attention)
 
 
 @pytest.mark.parametrize("layout", LAYOUTS.values(), ids=LAYOUTS.keys())
@@ -106,10 +107,14 @@ def test_bad_cache_use_is_refused_by_name():
     tokens, attention, positions = batch()
     cache = KVCache(model.config, ROWS, COLUMNS)
     columns = torch.arange(4).expand(ROWS, -1)
-    with pytest.raises(ValueError, match="needs a kv_cache filled"):
+    with pytest.raises(ValueError, match="needs cache rows filled"):
         model(tokens[:, :4], position_ids=positions[:, :4], kv_cache=cache, cache_positions=columns)
-    with pytest.raises(ValueError, match=r"kv_cache: holds 3 rows of 20 columns"):
+    with pytest.raises(ValueError, match=r"kv_cache: holds 20 columns, the input has 10"):
         model(tokens[:, :10], attention_mask=attention[:, :10], kv_cache=cache)
+    with pytest.raises(ValueError, match=r"kv_cache: holds 3 rows, the input has 2; pass"):
+        model(tokens[:2], attention_mask=attention[:2], kv_cache=cache)
+    with pytest.raises(ValueError, match=r"cache_rows: expected 2 row indices in 0\.\.2"):
+        model(tokens[:2], kv_cache=cache, cache_rows=torch.tensor([0, 3]))
     model(tokens, attention_mask=attention, position_ids=positions, kv_cache=cache)
     with pytest.raises(ValueError, match="position_ids: a window forward needs"):
         model(tokens[:, :4], kv_cache=cache, cache_positions=columns)
@@ -118,3 +123,32 @@ def test_bad_cache_use_is_refused_by_name():
             tokens[:, :4], position_ids=positions[:, :4], kv_cache=cache,
             cache_positions=columns[:, :2],
         )  # fmt: skip
+
+
+@pytest.mark.parametrize("layout", LAYOUTS.values(), ids=LAYOUTS.keys())
+@torch.no_grad()
+def test_rows_of_the_cache_fill_and_update_on_their_own(layout):
+    """As the vector env uses it: row 2 is filled alone after rows 0 and 1, then rows 2 and 0
+    run windows (in that order): every result is that row's uncached forward, and a row
+    outside the call keeps its cache untouched."""
+    model = build(layout)
+    tokens, attention, positions = batch()
+    plain = model(tokens, attention_mask=attention, position_ids=positions).logits
+    cache = KVCache(model.config, ROWS, COLUMNS)
+    first, second = torch.tensor([0, 1]), torch.tensor([2])
+    for rows in (first, second):
+        logits = model(
+            tokens[rows], attention_mask=attention[rows], position_ids=positions[rows],
+            kv_cache=cache, cache_rows=rows,
+        ).logits  # fmt: skip
+        torch.testing.assert_close(logits, plain[rows], rtol=1e-5, atol=1e-5)
+    assert cache.filled.all() and torch.equal(cache.attention, attention)
+    row_1 = cache.slab[:, :, 1].clone()
+    rows = torch.tensor([2, 0])
+    columns = torch.tensor([[14, 15, 16], [3, 4, 5]])
+    window = model(
+        tokens[rows[:, None], columns], position_ids=positions[rows[:, None], columns],
+        kv_cache=cache, cache_positions=columns, cache_rows=rows,
+    ).logits  # fmt: skip
+    torch.testing.assert_close(window, plain[rows[:, None], columns], rtol=1e-5, atol=1e-5)
+    assert torch.equal(cache.slab[:, :, 1], row_1)

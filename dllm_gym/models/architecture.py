@@ -13,6 +13,7 @@ real token, so a row's logits do not depend on how much left padding its batch n
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -164,14 +165,11 @@ class BidirectionalAttention(nn.Module):
         cos: torch.Tensor,
         sin: torch.Tensor,
         key_mask: torch.Tensor | None,
-        cached: tuple[torch.Tensor, torch.Tensor] | None = None,
-        positions: torch.Tensor | None = None,
+        cache: CacheSlot | None = None,
     ) -> torch.Tensor:
-        """``cached``: this layer's (B, kv_heads, T, head_dim) keys and values of a
-        :class:`KVCache`. Without ``positions`` (a fill), ``x`` is the whole sequence and its
-        keys and values are written there; with ``positions`` (B, W), ``x`` holds the tokens
-        at those columns: their keys and values replace the cached ones there and the queries
-        attend to all T cached columns."""
+        """With ``cache`` (this layer's part of a :class:`KVCache`), the keys and values
+        of ``x`` are written there and, in a window forward, the queries attend to every
+        cached column (see :meth:`CacheSlot.update`)."""
         batch, length, width = x.shape
         heads, kv_heads = self.num_heads, self.num_kv_heads
         qkv = self.qkv_proj(x).view(batch, length, heads + 2 * kv_heads, self.head_dim)
@@ -182,16 +180,8 @@ class BidirectionalAttention(nn.Module):
         else:
             cos, sin = cos.to(q.dtype), sin.to(q.dtype)
             q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        if cached is not None:
-            keys, values = cached  # an inference cache: no gradient flows through it
-            if positions is None:
-                keys.copy_(k.detach())
-                values.copy_(v.detach())
-            else:
-                index = positions[:, None, :, None].expand(-1, kv_heads, -1, self.head_dim)
-                keys.scatter_(2, index, k.detach())
-                values.scatter_(2, index, v.detach())
-                k, v = keys, values
+        if cache is not None:
+            k, v = cache.update(k, v)
         if kv_heads != heads:  # grouped-query attention: each kv head serves a group
             group, columns = heads // kv_heads, k.shape[2]
             k = k[:, :, None].expand(-1, -1, group, -1, -1).reshape(batch, heads, columns, -1)
@@ -219,18 +209,20 @@ class TransformerBlock(nn.Module):
         self.mlp_norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.mlp = SwiGLU(config)
 
-    def forward(self, x, cos, sin, key_mask, cached=None, positions=None):
-        x = x + self.attn(self.attn_norm(x), cos, sin, key_mask, cached, positions)
+    def forward(self, x, cos, sin, key_mask, cache=None):
+        x = x + self.attn(self.attn_norm(x), cos, sin, key_mask, cache)
         return x + self.mlp(self.mlp_norm(x))
 
 
 class KVCache:
-    """Keys and values of every layer for a batch of ``batch`` sequences of ``length``
-    columns: one slab, allocated once, filled by a full forward and updated in place by
-    window forwards (see :meth:`DiffusionTransformerForMaskedLM.forward`).
+    """Keys and values of every layer for ``batch`` sequences of ``length`` columns: one
+    slab, allocated once, filled row by row by full forwards and updated in place by window
+    forwards (see :meth:`DiffusionTransformerForMaskedLM.forward`). An inference cache: no
+    gradient flows through what it holds.
 
     Keys are stored after the rotary embedding, per key/value head (before grouped-query
-    expansion). ``key_mask`` is the fill's (B, 1, 1, T) padding mask (None: no padding).
+    expansion). ``attention`` (B, T) is each row's padding mask from its last fill;
+    ``filled`` (B,) says which rows have been filled.
     """
 
     def __init__(
@@ -245,8 +237,8 @@ class KVCache:
         head_dim = config.hidden_size // config.num_attention_heads
         shape = (config.num_hidden_layers, 2, batch, kv_heads, length, head_dim)
         self.slab = torch.zeros(shape, device=device, dtype=dtype)
-        self.key_mask: torch.Tensor | None = None
-        self.filled = False
+        self.attention = torch.ones((batch, length), dtype=torch.bool, device=device)
+        self.filled = torch.zeros(batch, dtype=torch.bool, device=device)
 
     @property
     def batch(self) -> int:
@@ -256,9 +248,40 @@ class KVCache:
     def length(self) -> int:
         return self.slab.shape[4]
 
-    def layer(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Layer ``index``'s (B, kv_heads, T, head_dim) keys and values (views)."""
-        return self.slab[index, 0], self.slab[index, 1]
+
+@dataclass
+class CacheSlot:
+    """One layer's view of a :class:`KVCache` for one forward: the cache rows ``rows`` ((R,)
+    indices; None: all rows) and, in a window forward, the (R, W) columns of the tokens."""
+
+    cache: KVCache
+    layer: int
+    rows: torch.Tensor | None
+    positions: torch.Tensor | None
+
+    def update(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write the forward's (R, kv_heads, W, head_dim) keys and values into the cache and
+        return the keys and values the queries attend to: in a fill, ``k`` and ``v``
+        themselves; in a window forward, all T cached columns of the rows."""
+        keys, values = self.cache.slab[self.layer, 0], self.cache.slab[self.layer, 1]
+        k_new, v_new = k.detach(), v.detach()
+        if self.positions is None:  # a fill: the whole sequence
+            if self.rows is None:
+                keys.copy_(k_new)
+                values.copy_(v_new)
+            else:
+                keys.index_copy_(0, self.rows, k_new)
+                values.index_copy_(0, self.rows, v_new)
+            return k, v
+        if self.rows is not None:  # copies of the rows, written back below
+            keys, values = keys.index_select(0, self.rows), values.index_select(0, self.rows)
+        index = self.positions[:, None, :, None].expand(-1, k.shape[1], -1, k.shape[3])
+        keys.scatter_(2, index, k_new)
+        values.scatter_(2, index, v_new)
+        if self.rows is not None:
+            self.cache.slab[self.layer, 0].index_copy_(0, self.rows, keys)
+            self.cache.slab[self.layer, 1].index_copy_(0, self.rows, values)
+        return keys, values
 
 
 class DiffusionTransformerForMaskedLM(PreTrainedModel):
@@ -314,16 +337,24 @@ class DiffusionTransformerForMaskedLM(PreTrainedModel):
         labels: torch.Tensor | None = None,
         kv_cache: KVCache | None = None,
         cache_positions: torch.Tensor | None = None,
+        cache_rows: torch.Tensor | None = None,
         **_: object,
     ) -> MaskedLMOutput:
         """With ``kv_cache`` and no ``cache_positions``, a full forward that also fills the
-        cache. With ``cache_positions`` (B, W) column indices into the cached sequences, a
-        window forward: ``input_ids`` (B, W) are the tokens at those columns,
-        ``position_ids`` (B, W) their rotary positions (required), the padding mask is the
-        fill's; the logits are the window's (B, W, vocab). A column may repeat within a row
-        (same token, same values written): callers pad ragged windows that way."""
+        cache rows ``cache_rows`` ((R,) indices, one per input row; None: all rows). With
+        ``cache_positions`` (R, W) column indices into the cached sequences, a window forward
+        of filled rows: ``input_ids`` (R, W) are the tokens at those columns,
+        ``position_ids`` (R, W) their rotary positions (required), the padding mask is the
+        rows' last fill's; the logits are the window's (R, W, vocab). A column may repeat
+        within a row (same token, same values written): callers pad ragged windows that
+        way."""
+        rows = None
+        if kv_cache is not None:
+            rows = self._check_cache_rows(kv_cache, cache_rows, input_ids.shape[0])
         if cache_positions is not None:
-            return self._window_forward(input_ids, position_ids, kv_cache, cache_positions)
+            if kv_cache is None:
+                raise ValueError("cache_positions: a window forward needs a filled kv_cache")
+            return self._window_forward(input_ids, position_ids, kv_cache, cache_positions, rows)
         if input_ids.shape[1] > self.config.max_position_embeddings:
             raise ValueError(
                 f"input_ids: sequence length {input_ids.shape[1]} exceeds the model's "
@@ -339,13 +370,16 @@ class DiffusionTransformerForMaskedLM(PreTrainedModel):
         if position_ids is None:
             position_ids = torch.arange(input_ids.shape[1], device=input_ids.device)[None]
         if kv_cache is not None:
-            if (kv_cache.batch, kv_cache.length) != tuple(input_ids.shape):
+            if kv_cache.length != input_ids.shape[1]:
                 raise ValueError(
-                    f"kv_cache: holds {kv_cache.batch} rows of {kv_cache.length} columns, the "
-                    f"input is {tuple(input_ids.shape)}"
+                    f"kv_cache: holds {kv_cache.length} columns, the input has {input_ids.shape[1]}"
                 )
-            kv_cache.key_mask, kv_cache.filled = key_mask, True
-        logits = self._layers(input_ids, position_ids, key_mask, kv_cache, None)
+            every = torch.arange(kv_cache.batch, device=kv_cache.filled.device)
+            written = every if rows is None else rows
+            mask = torch.ones_like(input_ids, dtype=torch.bool)
+            kv_cache.attention[written] = mask if attention_mask is None else attention_mask
+            kv_cache.filled[written] = True
+        logits = self._layers(input_ids, position_ids, key_mask, kv_cache, rows, None)
         loss = None
         if labels is not None:
             loss = F.cross_entropy(
@@ -353,30 +387,50 @@ class DiffusionTransformerForMaskedLM(PreTrainedModel):
             )
         return MaskedLMOutput(loss=loss, logits=logits)
 
-    def _layers(self, input_ids, position_ids, key_mask, kv_cache, positions) -> torch.Tensor:
+    def _layers(self, input_ids, position_ids, key_mask, kv_cache, rows, positions):
         x = self.embed_tokens(input_ids)
         head_dim = self.config.hidden_size // self.config.num_attention_heads
         cos, sin = rotary_cos_sin(position_ids, head_dim, self.config.rope_theta, torch.float32)
         for index, layer in enumerate(self.layers):
-            cached = None if kv_cache is None else kv_cache.layer(index)
-            x = layer(x, cos, sin, key_mask, cached, positions)
+            slot = None if kv_cache is None else CacheSlot(kv_cache, index, rows, positions)
+            x = layer(x, cos, sin, key_mask, slot)
         return self.lm_head(self.norm(x))
 
-    def _window_forward(self, input_ids, position_ids, kv_cache, cache_positions):
-        if kv_cache is None or not kv_cache.filled:
-            raise ValueError("cache_positions: needs a kv_cache filled by a full forward first")
+    @staticmethod
+    def _check_cache_rows(kv_cache: KVCache, rows: torch.Tensor | None, count: int):
+        if rows is None:
+            if count != kv_cache.batch:
+                raise ValueError(
+                    f"kv_cache: holds {kv_cache.batch} rows, the input has {count}; pass "
+                    "cache_rows to use some of them"
+                )
+            return None
+        rows = rows.to(kv_cache.filled.device).long()
+        if rows.shape != (count,) or not bool(((rows >= 0) & (rows < kv_cache.batch)).all()):
+            raise ValueError(
+                f"cache_rows: expected {count} row indices in 0..{kv_cache.batch - 1}, got "
+                f"{rows.tolist()}"
+            )
+        return rows
+
+    def _window_forward(self, input_ids, position_ids, kv_cache, cache_positions, rows):
+        filled = kv_cache.filled if rows is None else kv_cache.filled[rows]
+        if not bool(filled.all()):
+            raise ValueError("cache_positions: needs cache rows filled by a full forward first")
         if position_ids is None or position_ids.shape != input_ids.shape:
             raise ValueError(
                 "position_ids: a window forward needs the rotary positions of its tokens, "
                 f"shaped like input_ids {tuple(input_ids.shape)}"
             )
-        if cache_positions.shape != input_ids.shape or input_ids.shape[0] != kv_cache.batch:
+        if cache_positions.shape != input_ids.shape:
             raise ValueError(
                 f"cache_positions: expected shape {tuple(input_ids.shape)} (one column per "
-                f"token, {kv_cache.batch} rows), got {tuple(cache_positions.shape)}"
+                f"token), got {tuple(cache_positions.shape)}"
             )
+        attention = kv_cache.attention if rows is None else kv_cache.attention[rows]
+        key_mask = None if bool(attention.all()) else attention[:, None, None, :]
         logits = self._layers(
-            input_ids, position_ids, kv_cache.key_mask, kv_cache, cache_positions.long()
+            input_ids, position_ids, key_mask, kv_cache, rows, cache_positions.long()
         )
         return MaskedLMOutput(logits=logits)
 
