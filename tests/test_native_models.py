@@ -282,6 +282,50 @@ def test_remote_code_that_ignores_the_mask_is_detected_and_batched_exactly(stand
     assert (ungrouped[0] - batched[0]).abs().max() > 1e-2
 
 
+@pytest.mark.parametrize("family", ["llada", "dream", "embedded"])
+@torch.no_grad()
+def test_cached_windows_predict_what_the_full_forward_predicts(checkpoints, family):
+    """DiffusionLM's cache API on an unchanged batch: rows filled at different times, then a
+    window per row (a dual-cache block, and a prefix-cache window running to the end, whose
+    columns past the end are clamped). Dream's logits are shifted by one: its window also
+    recomputes the column before."""
+    lm = load_model("embedded" if family == "embedded" else checkpoints[family][0], device="cpu")
+    assert lm.supports_cache
+    generator = torch.Generator().manual_seed(4)
+    tokens = torch.randint(5, 60, (3, 24), generator=generator)
+    mask = torch.ones_like(tokens, dtype=torch.bool)
+    mask[0, :5] = False
+    mask[2, :2] = False
+    positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
+    start, length = 8, 16  # the generation: columns 8..23
+    expected = lm.generation_logits(tokens, mask, positions, start=start, length=length)
+    cache = lm.new_cache(3, 24)
+    for rows in (torch.tensor([2, 0]), torch.tensor([1])):
+        filled = lm.fill_cache(
+            cache, rows, tokens[rows], mask[rows], positions[rows], start=start, length=length
+        )
+        torch.testing.assert_close(filled, expected[rows], rtol=1e-5, atol=1e-5)
+    rows = torch.tensor([0, 1, 2])
+    block = torch.tensor([8, 16, 12])  # each row's block starts at its own column
+    window = lm.window_logits(cache, rows, tokens, positions, block, width=4)
+    gathered = (block - start)[:, None] + torch.arange(4)
+    torch.testing.assert_close(window, expected[rows[:, None], gathered], rtol=1e-4, atol=1e-4)
+    to_end = lm.window_logits(cache, rows, tokens, positions, block, width=24 - 8)
+    inside = (block - start)[:, None] + torch.arange(16) < length
+    clamped = ((block - start)[:, None] + torch.arange(16)).clamp(max=length - 1)
+    torch.testing.assert_close(
+        to_end[inside], expected[rows[:, None], clamped][inside], rtol=1e-4, atol=1e-4
+    )
+
+
+def test_a_backend_that_cannot_hold_a_cache_says_so(standin_folder):
+    with pytest.warns(UserWarning):
+        remote = load_model(standin_folder, device="cpu", backend="remote", trust_remote_code=True)
+    assert not remote.supports_cache
+    with pytest.raises(ValueError, match=r"cache: the 'remote' backend .* backend='native'"):
+        remote.new_cache(2, 10)
+
+
 ENV_SETTINGS = {"gen_length": 16, "block_length": 8, "obs_features": ["token"]}
 
 

@@ -31,7 +31,12 @@ import torch
 import transformers
 from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer, PreTrainedTokenizerBase
 
-from dllm_gym.models.architecture import DiffusionTransformerConfig, register
+from dllm_gym.models.architecture import (
+    DiffusionTransformerConfig,
+    DiffusionTransformerForMaskedLM,
+    KVCache,
+    register,
+)
 from dllm_gym.models.checkpoint_tokenizer import load_checkpoint_tokenizer
 from dllm_gym.models.native import load_native_model
 
@@ -150,6 +155,71 @@ class DiffusionLM:
         logits = self._forward(tokens, attention_mask, position_ids)
         offset = start - 1 if self.shifted_logits else start
         return logits[:, offset : offset + length]
+
+    # ------------------------------------------------------------------ key/value cache
+    @property
+    def supports_cache(self) -> bool:
+        """Whether the model can hold a :class:`KVCache`: the project's own architecture (the
+        native backend of LLaDA, Dream and the embedded model) can; published remote code and
+        other transformers classes cannot be asked to."""
+        return isinstance(self.model, DiffusionTransformerForMaskedLM)
+
+    def new_cache(self, batch: int, length: int) -> KVCache:
+        """An empty cache for ``batch`` sequences of ``length`` columns on the model's device
+        and in its dtype."""
+        if not self.supports_cache:
+            raise ValueError(
+                f"cache: the {self.backend!r} backend of {self.name!r} cannot hold a key/value "
+                "cache; load it with backend='native' or use cache='none'"
+            )
+        return KVCache(self.model.config, batch, length, device=self.device, dtype=self.dtype)
+
+    def fill_cache(
+        self,
+        cache: KVCache,
+        rows: torch.Tensor,
+        tokens: torch.Tensor,
+        attention_mask: torch.Tensor,
+        position_ids: torch.Tensor,
+        *,
+        start: int,
+        length: int,
+    ) -> torch.Tensor:
+        """:meth:`generation_logits` of the (R, T) sequences, filling cache rows ``rows``."""
+        logits = self.model(
+            tokens, attention_mask=attention_mask, position_ids=position_ids, kv_cache=cache,
+            cache_rows=rows,
+        ).logits  # fmt: skip
+        offset = start - 1 if self.shifted_logits else start
+        return logits[:, offset : offset + length]
+
+    def window_logits(
+        self,
+        cache: KVCache,
+        rows: torch.Tensor,
+        tokens: torch.Tensor,
+        position_ids: torch.Tensor,
+        starts: torch.Tensor,
+        width: int,
+    ) -> torch.Tensor:
+        """Logits predicting columns ``starts[r] .. starts[r] + width - 1`` of the (R, T)
+        sequences of cache rows ``rows``, recomputing those columns against the cache
+        (and the column before them for a model whose logits are shifted by one).
+        Columns past the end are clamped to the last one (their logits repeat it)."""
+        last = tokens.shape[1] - 1
+        first = starts - 1 if self.shifted_logits else starts
+        span = width + 1 if self.shifted_logits else width
+        columns = (first[:, None] + torch.arange(span, device=starts.device)).clamp(max=last)
+        logits = self.model(
+            tokens.gather(1, columns), position_ids=position_ids.gather(1, columns),
+            kv_cache=cache, cache_positions=columns, cache_rows=rows,
+        ).logits  # fmt: skip
+        if self.shifted_logits:
+            logits = logits[:, :-1]
+            # A clamped column's prediction is the last column's, as for the others.
+            past = (starts[:, None] + torch.arange(width, device=starts.device)) > last
+            logits = torch.where(past[..., None], logits[:, -1:].expand_as(logits), logits)
+        return logits
 
     def _forward(self, tokens, attention_mask, position_ids) -> torch.Tensor:
         if not self.honours_attention_mask and not bool(attention_mask.all()):
