@@ -32,9 +32,11 @@ import torch
 from dllm_gym.models.features import check_feature_names, logit_features
 
 if TYPE_CHECKING:
+    from dllm_gym.models.architecture import KVCache
     from dllm_gym.models.loading import DiffusionLM
 
 NOT_REVEALED = -1
+CACHE_MODES = ("none", "prefix", "dual")
 
 
 def check_lengths(gen_length: int, block_length: int) -> None:
@@ -116,7 +118,11 @@ class DecodingState:
     temperature: float = 0.0
     generator: torch.Generator | None = None
     stop_token_ids: tuple[int, ...] = ()  # summed by the ``eos`` feature
+    cache: str = "none"  # "none", "prefix" or "dual": see forward()
+    cache_refresh: int = 0  # with a cache: a full forward after this many windows (0: never)
     nfe: torch.Tensor = field(init=False)  # (B,) forward passes of each row
+    full_forwards: torch.Tensor = field(init=False)  # (B,) of them over the whole sequence
+    window_forwards: torch.Tensor = field(init=False)  # (B,) of them over a cached window
     unmask_step: torch.Tensor = field(init=False)  # (B, L) step of reveal, -1 while masked
     current_block: torch.Tensor = field(init=False)  # (B,) index of the open block
     block_step: torch.Tensor = field(init=False)  # (B,) reveals done in the open block
@@ -124,13 +130,24 @@ class DecodingState:
     confidence: torch.Tensor = field(init=False)  # (B, L) their probability
     extra: dict[str, torch.Tensor] = field(init=False)  # optional features, (B, L) each
     _log_probs: torch.Tensor | None = field(init=False, default=None)
+    _kv: KVCache | None = field(init=False, default=None)
+    _stale: torch.Tensor = field(init=False)  # (B,) the row's cache needs a full forward
+    _since_fill: torch.Tensor = field(init=False)  # (B,) window forwards since the last fill
 
     def __post_init__(self) -> None:
         check_lengths(self.gen_length, self.block_length)
         check_feature_names(self.features)
         batch, device = self.tokens.shape[0], self.tokens.device
         gen_shape = (batch, self.gen_length)
+        if self.cache not in CACHE_MODES:
+            raise ValueError(f"cache must be one of {list(CACHE_MODES)}, got {self.cache!r}")
+        if not isinstance(self.cache_refresh, int) or self.cache_refresh < 0:
+            raise ValueError(f"cache_refresh must be an integer >= 0, got {self.cache_refresh!r}")
         self.nfe = torch.zeros(batch, dtype=torch.long, device=device)
+        self.full_forwards = torch.zeros_like(self.nfe)
+        self.window_forwards = torch.zeros_like(self.nfe)
+        self._stale = torch.ones(batch, dtype=torch.bool, device=device)
+        self._since_fill = torch.zeros_like(self.nfe)
         self.unmask_step = torch.full(gen_shape, NOT_REVEALED, dtype=torch.long, device=device)
         self.current_block = torch.zeros(batch, dtype=torch.long, device=device)
         self.block_step = torch.zeros(batch, dtype=torch.long, device=device)
@@ -158,6 +175,8 @@ class DecodingState:
         temperature: float = 0.0,
         generator: torch.Generator | None = None,
         stop_token_ids: Sequence[int] = (),
+        cache: str = "none",
+        cache_refresh: int = 0,
     ) -> DecodingState:
         """Left-pad ``prompts`` (lists of token ids) and append ``gen_length`` mask tokens."""
         check_lengths(gen_length, block_length)
@@ -180,6 +199,8 @@ class DecodingState:
             temperature=temperature,
             generator=generator,
             stop_token_ids=tuple(stop_token_ids),
+            cache=cache,
+            cache_refresh=cache_refresh,
         )
 
     @classmethod
@@ -193,8 +214,12 @@ class DecodingState:
         features: Collection[str] = (),
         temperature: float = 0.0,
         generator: torch.Generator | None = None,
+        cache: str = "none",
+        cache_refresh: int = 0,
     ) -> DecodingState:
         """:meth:`start` with the model's mask, padding and stop ids, device and length limit."""
+        if cache != "none" and not model.supports_cache:
+            model.new_cache(1, 1)  # raises, naming the backend
         return cls.start(
             prompts,
             gen_length=gen_length,
@@ -207,6 +232,8 @@ class DecodingState:
             temperature=temperature,
             generator=generator,
             stop_token_ids=model.stop_token_ids,
+            cache=cache,
+            cache_refresh=cache_refresh,
         )
 
     def restart(
@@ -247,6 +274,9 @@ class DecodingState:
         self.position_ids[index] = position_ids
         self.prompt_lengths[index] = prompt_lengths
         self.nfe[index] = 0
+        self.full_forwards[index] = 0
+        self.window_forwards[index] = 0
+        self._stale[index] = True  # never reuse a finished episode's cache
         self.unmask_step[index] = NOT_REVEALED
         self.current_block[index] = 0
         self.block_step[index] = 0
@@ -258,6 +288,7 @@ class DecodingState:
             self._log_probs[index] = 0.0
 
     def _add_left_padding(self, columns: int) -> None:
+        self._stale[:] = True  # every column moved: every cache is refilled
         batch, device = self.batch_size, self.tokens.device
         pad = torch.full((batch, columns), self.pad_token_id, dtype=torch.long, device=device)
         self.tokens = torch.cat([pad, self.tokens], dim=1)
@@ -315,25 +346,96 @@ class DecodingState:
 
         Stores the predicted tokens and features at the generation positions of those rows
         and adds one to their NFE. Rows not selected keep their previous predictions.
+
+        With ``cache="none"`` every forward runs over the whole sequence. With a cache
+        (Fast-dLLM's block-wise approximate cache), a row's first forward in a block (and
+        one after every ``cache_refresh`` windows, when that is > 0) runs over the whole
+        sequence and fills the row's keys and values; the next ones run only a window
+        against them: ``"prefix"`` the open block and everything after it (the prompt and
+        finished blocks cached), ``"dual"`` the open block alone (prefix and suffix cached).
+        Positions outside the window keep the predictions of the forward that last computed
+        them.
         """
-        if rows is None:
-            index = None
-            tokens, attention, positions = self.tokens, self.attention_mask, self.position_ids
-        else:
-            index = rows.nonzero().squeeze(1)
-            if index.numel() == 0:
-                return
-            tokens = self.tokens.index_select(0, index)
-            attention = self.attention_mask.index_select(0, index)
-            positions = self.position_ids.index_select(0, index)
-        logits = model.generation_logits(
-            tokens, attention, positions, start=self.prompt_width, length=self.gen_length
+        selected = (
+            torch.ones(self.batch_size, dtype=torch.bool, device=self.tokens.device)
+            if rows is None
+            else rows
         )
+        if self.cache == "none":
+            index = None if rows is None else rows.nonzero().squeeze(1)
+            if index is not None and index.numel() == 0:
+                return
+            logits = model.generation_logits(
+                *self._rows_of(index), start=self.prompt_width, length=self.gen_length
+            )
+            self._store(index, logits, None)
+            self.full_forwards += selected.long()
+            return
+        if self._kv is None or self._kv.length != self.tokens.shape[1]:
+            self._kv = model.new_cache(self.batch_size, self.tokens.shape[1])
+            self._stale[:] = True
+        fill = selected & self._stale
+        if bool(fill.any()):
+            index = fill.nonzero().squeeze(1)
+            tokens, attention, positions = self._rows_of(index)
+            logits = model.fill_cache(
+                self._kv, index, tokens, attention, positions, start=self.prompt_width,
+                length=self.gen_length,
+            )  # fmt: skip
+            self._store(index, logits, None)
+            self._stale[index] = False
+            self._since_fill[index] = 0
+            self.full_forwards[index] += 1
+        window = selected & ~fill
+        if bool(window.any()):
+            self._window_forward(model, window.nonzero().squeeze(1))
+
+    def _window_forward(self, model: DiffusionLM, index: torch.Tensor) -> None:
+        """A window forward of rows ``index`` against their cache (see :meth:`forward`)."""
+        offsets = self.current_block.index_select(0, index) * self.block_length
+        width = (
+            self.block_length
+            if self.cache == "dual"
+            else self.gen_length - int(offsets.min())  # prefix: to the end of the longest
+        )
+        tokens = self.tokens.index_select(0, index)
+        positions = self.position_ids.index_select(0, index)
+        logits = model.window_logits(
+            self._kv, index, tokens, positions, self.prompt_width + offsets, width
+        )
+        columns = offsets[:, None] + torch.arange(width, device=offsets.device)
+        self._store(index, logits, columns)
+        self._since_fill[index] += 1
+        self.window_forwards[index] += 1
+        if self.cache_refresh:
+            self._stale[index] = self._since_fill.index_select(0, index) >= self.cache_refresh
+
+    def _rows_of(self, index: torch.Tensor | None):
+        """Tokens, attention mask and position ids of rows ``index`` (all when None)."""
+        if index is None:
+            return self.tokens, self.attention_mask, self.position_ids
+        return (
+            self.tokens.index_select(0, index),
+            self.attention_mask.index_select(0, index),
+            self.position_ids.index_select(0, index),
+        )
+
+    def _store(
+        self, index: torch.Tensor | None, logits: torch.Tensor, columns: torch.Tensor | None
+    ) -> None:
+        """Predictions and features of ``logits`` ((R, W, V)) for rows ``index`` (all when
+        None) at generation positions ``columns`` ((R, W); None: all L). Columns past the
+        end (a ragged window's padding) are dropped. Adds one to the rows' NFE."""
         # Finite, so that 0 * log(0) terms of the entropy stay 0 rather than NaN.
         logits[..., self.mask_token_id] = torch.finfo(logits.dtype).min
+        rows = torch.arange(self.batch_size, device=logits.device) if index is None else index
+        if columns is None:
+            columns = torch.arange(self.gen_length, device=logits.device).expand(len(rows), -1)
+        inside = columns < self.gen_length
+        columns = columns.clamp(max=self.gen_length - 1)
         previous = None
         if self._log_probs is not None:
-            previous = self._log_probs if index is None else self._log_probs.index_select(0, index)
+            previous = self._log_probs[rows[:, None], columns]
         out = logit_features(
             logits,
             self.features,
@@ -343,29 +445,22 @@ class DecodingState:
             stop_token_ids=self.stop_token_ids,
         )
         if out.kl is not None:  # a row's first forward has no previous step to compare with
-            first = self.nfe == 0 if index is None else self.nfe.index_select(0, index) == 0
+            first = self.nfe.index_select(0, rows) == 0
             out.kl = torch.where(first[:, None], torch.zeros_like(out.kl), out.kl)
         if out.log_probs is not None and self._log_probs is None:
             self._log_probs = torch.zeros(
-                (self.batch_size, *out.log_probs.shape[1:]),
+                (self.batch_size, self.gen_length, *out.log_probs.shape[2:]),
                 dtype=out.log_probs.dtype,
                 device=out.log_probs.device,
             )
-        if index is None:
-            self.predicted, self.confidence = out.tokens, out.confidence
-            for name in self.extra:
-                self.extra[name] = getattr(out, name)
-            if out.log_probs is not None:
-                self._log_probs = out.log_probs
-            self.nfe += 1
-            return
-        self.predicted[index] = out.tokens
-        self.confidence[index] = out.confidence
+        r, c = rows[:, None].expand_as(columns)[inside], columns[inside]
+        self.predicted[r, c] = out.tokens[inside]
+        self.confidence[r, c] = out.confidence[inside]
         for name in self.extra:
-            self.extra[name][index] = getattr(out, name)
+            self.extra[name][r, c] = getattr(out, name)[inside]
         if out.log_probs is not None:
-            self._log_probs[index] = out.log_probs
-        self.nfe[index] += 1
+            self._log_probs[r, c] = out.log_probs[inside]
+        self.nfe[rows] += 1
 
     def reveal(self, select: torch.Tensor) -> torch.Tensor:
         """Reveal the positions of ``select`` ((B, L) bool) that are active.
@@ -401,6 +496,7 @@ class DecodingState:
             torch.full_like(self.current_block, self.gen_length),
         )
         new_block = first_masked // self.block_length
+        self._stale |= new_block != self.current_block  # a new block: refill the cache
         self.block_step = torch.where(
             new_block != self.current_block, torch.zeros_like(self.block_step), self.block_step
         )
@@ -491,11 +587,14 @@ def decode(
     temperature: float = 0.0,
     generator: torch.Generator | None = None,
     features: Collection[str] = (),
+    cache: str = "none",
+    cache_refresh: int = 0,
 ) -> DecodeResult:
     """Decode ``prompts`` (token ids) with ``rule`` choosing what to reveal at each step.
 
     Each step runs one batched forward for the rows still masked, then reveals what the rule
     selects (at least the most confident active position, so every step makes progress).
+    ``cache`` and ``cache_refresh``: see :meth:`DecodingState.forward`.
     """
     state = DecodingState.for_model(
         model,
@@ -505,6 +604,8 @@ def decode(
         features=features,
         temperature=temperature,
         generator=generator,
+        cache=cache,
+        cache_refresh=cache_refresh,
     )
     state.forward(model)
     while True:

@@ -152,3 +152,88 @@ def test_rows_of_the_cache_fill_and_update_on_their_own(layout):
     ).logits  # fmt: skip
     torch.testing.assert_close(window, plain[rows[:, None], columns], rtol=1e-5, atol=1e-5)
     assert torch.equal(cache.slab[:, :, 1], row_1)
+
+
+# ------------------------------------------------------------------ the decoding core's cache
+def reference_cached_decode(lm, prompt: list[int], gen_length: int, block_length: int,
+                            steps: int, mode: str) -> list[int]:  # fmt: skip
+    """Fast-dLLM's block loop for one prompt, written from the paper's description: at each
+    block one forward over the whole sequence fills the cache; each further step recomputes
+    only the window ("dual": the block; "prefix": the block and all after it) against it,
+    and LLaDA's top-k schedule reveals the most confident masked positions of the block."""
+    from dllm_gym.decoding import llada_transfer_counts
+
+    mask, width = lm.mask_token_id, len(prompt)
+    tokens = torch.tensor([prompt + [mask] * gen_length])
+    positions = torch.arange(tokens.shape[1])[None]
+    cache = lm.new_cache(1, tokens.shape[1])
+    for block in range(gen_length // block_length):
+        low, high = width + block * block_length, width + (block + 1) * block_length
+        for step, count in enumerate(llada_transfer_counts(block_length, steps)):
+            if step == 0:
+                logits = lm.model(tokens, position_ids=positions, kv_cache=cache).logits[0]
+                logits = logits[low:high]
+            else:
+                end = high if mode == "dual" else tokens.shape[1]
+                columns = torch.arange(low, end)[None]
+                logits = lm.model(
+                    tokens[:, low:end], position_ids=positions[:, low:end], kv_cache=cache,
+                    cache_positions=columns,
+                ).logits[0, : high - low]  # fmt: skip
+            logits[:, mask] = float("-inf")
+            confidence, predicted = torch.softmax(logits.float(), -1).max(-1)
+            masked = tokens[0, low:high] == mask
+            confidence = torch.where(masked, confidence, torch.full_like(confidence, -1.0))
+            chosen = torch.sort(confidence, descending=True, stable=True).indices[:count]
+            tokens[0, low + chosen] = predicted[chosen]
+    return tokens[0, width:].tolist()
+
+
+@pytest.mark.parametrize("mode", ["prefix", "dual"])
+@torch.no_grad()
+def test_the_core_decodes_as_the_reference_cached_loop(mode):
+    """Six prompts of different lengths decoded together (rows in different blocks at
+    times, left padding) give the tokens of the one-prompt reference loop; each row ran one
+    full forward per block and windows otherwise."""
+    from dllm_gym.decoding import decode, top_k_rule
+    from dllm_gym.models.loading import load_model
+    from dllm_gym.tasks import make_task
+
+    lm = load_model("embedded", device="cpu")
+    task = make_task("arith")
+    prompts = [task.format_prompt(p.question, lm.tokenizer) for p in task.problems("test")[:6]]
+    assert len({len(p) for p in prompts}) > 1
+    out = decode(lm, prompts, top_k_rule(4), gen_length=32, block_length=8, cache=mode)
+    for row, prompt in enumerate(prompts):
+        expected = reference_cached_decode(lm, prompt, 32, 8, 4, mode)
+        assert out.generations[row].tolist() == expected, row
+    assert out.nfe.tolist() == [16] * 6  # 4 blocks of 4 steps: the cache changes no count
+
+
+@torch.no_grad()
+def test_full_and_window_forwards_are_counted_and_refreshed():
+    from dllm_gym.decoding import DecodingState, top_k_rule
+    from dllm_gym.models.loading import load_model
+    from dllm_gym.tasks import make_task
+
+    lm = load_model("embedded", device="cpu")
+    task = make_task("arith")
+    prompts = [task.format_prompt(p.question, lm.tokenizer) for p in task.problems("test")[:3]]
+    counts = {}
+    for refresh in (0, 2):
+        state = DecodingState.for_model(
+            lm, prompts, gen_length=32, block_length=32, cache="dual", cache_refresh=refresh
+        )
+        rule = top_k_rule(8)
+        state.forward(lm)
+        for _ in range(7):
+            state.reveal(rule(state))
+            state.forward(lm)
+        counts[refresh] = (state.full_forwards.tolist(), state.window_forwards.tolist())
+        assert state.nfe.tolist() == [8] * 3
+    assert counts[0] == ([1] * 3, [7] * 3)  # one block: filled once
+    assert counts[2] == ([3] * 3, [5] * 3)  # F W W F W W F W: a fill after every 2 windows
+    with pytest.raises(ValueError, match=r"cache must be one of \['none', 'prefix', 'dual'\]"):
+        DecodingState.for_model(lm, prompts, gen_length=32, block_length=8, cache="full")
+    with pytest.raises(ValueError, match="cache_refresh must be an integer >= 0"):
+        DecodingState.for_model(lm, prompts, gen_length=32, block_length=8, cache_refresh=-1)
