@@ -152,7 +152,13 @@ class DiffusionLM:
         ``attention_mask`` is (B, T) bool with False on left padding; ``position_ids`` count
         from each row's first real token.
         """
-        logits = self._forward(tokens, attention_mask, position_ids)
+        return self._generation_slice(
+            self._forward(tokens, attention_mask, position_ids), start, length
+        )
+
+    def _generation_slice(self, logits: torch.Tensor, start: int, length: int) -> torch.Tensor:
+        """The ``length`` logits predicting columns ``start ..`` (one column earlier for a
+        model whose logits are shifted by one)."""
         offset = start - 1 if self.shifted_logits else start
         return logits[:, offset : offset + length]
 
@@ -190,8 +196,7 @@ class DiffusionLM:
             tokens, attention_mask=attention_mask, position_ids=position_ids, kv_cache=cache,
             cache_rows=rows,
         ).logits  # fmt: skip
-        offset = start - 1 if self.shifted_logits else start
-        return logits[:, offset : offset + length]
+        return self._generation_slice(logits, start, length)
 
     def window_logits(
         self,
