@@ -70,7 +70,8 @@ def accuracy_vs_nfe_figure(summaries: Sequence[Mapping[str, Any]], title: str):
                 x, y, yerr=[y - low, high - y], marker="o", markersize=6, linewidth=1.5,
                 capsize=3, label=name,
             )  # fmt: skip
-        front = [summaries[i] for i in pareto_front(_points(summaries))]
+        points = _points(summaries)
+        front = [summaries[i] for i in pareto_front(points)]
         fx = [float(s["mean_nfe"]) for s in front]
         fy = [100 * float(s["accuracy"]) for s in front]
         ax.step(
@@ -78,7 +79,7 @@ def accuracy_vs_nfe_figure(summaries: Sequence[Mapping[str, Any]], title: str):
             markersize=14, markerfacecolor="none", markeredgewidth=1.5, label="Pareto front",
             zorder=4,
         )  # fmt: skip
-        _nfe_axis(ax, [x for x, _ in _points(summaries) if x > 0])
+        _nfe_axis(ax, [x for x, _ in points if x > 0])
         ax.set_xlabel("mean NFE (forward passes)")
         ax.set_ylabel("accuracy (%)")
         ax.set_title(title)

@@ -218,8 +218,8 @@ class DecodingState:
         cache_refresh: int = 0,
     ) -> DecodingState:
         """:meth:`start` with the model's mask, padding and stop ids, device and length limit."""
-        if cache != "none" and not model.supports_cache:
-            model.new_cache(1, 1)  # raises, naming the backend
+        if cache != "none":
+            model.check_cache_support()
         return cls.start(
             prompts,
             gen_length=gen_length,
@@ -356,11 +356,6 @@ class DecodingState:
         Positions outside the window keep the predictions of the forward that last computed
         them.
         """
-        selected = (
-            torch.ones(self.batch_size, dtype=torch.bool, device=self.tokens.device)
-            if rows is None
-            else rows
-        )
         if self.cache == "none":
             index = None if rows is None else rows.nonzero().squeeze(1)
             if index is not None and index.numel() == 0:
@@ -369,8 +364,9 @@ class DecodingState:
                 *self._rows_of(index), start=self.prompt_width, length=self.gen_length
             )
             self._store(index, logits, None)
-            self.full_forwards += selected.long()
+            self.full_forwards[slice(None) if index is None else index] += 1
             return
+        selected = torch.ones_like(self._stale) if rows is None else rows
         if self._kv is None or self._kv.length != self.tokens.shape[1]:
             self._kv = model.new_cache(self.batch_size, self.tokens.shape[1])
             self._stale[:] = True
@@ -428,14 +424,20 @@ class DecodingState:
         end (a ragged window's padding) are dropped. Adds one to the rows' NFE."""
         # Finite, so that 0 * log(0) terms of the entropy stay 0 rather than NaN.
         logits[..., self.mask_token_id] = torch.finfo(logits.dtype).min
-        rows = torch.arange(self.batch_size, device=logits.device) if index is None else index
-        if columns is None:
-            columns = torch.arange(self.gen_length, device=logits.device).expand(len(rows), -1)
-        inside = columns < self.gen_length
-        columns = columns.clamp(max=self.gen_length - 1)
+        rows = slice(None) if index is None else index
+        if columns is None:  # whole rows: the path of every uncached step, no gathers
+            where: tuple = (rows,)
+            select: tuple = (slice(None),)
+        else:
+            inside = columns < self.gen_length
+            where, select = (index[:, None].expand_as(columns)[inside], columns[inside]), (inside,)
         previous = None
         if self._log_probs is not None:
-            previous = self._log_probs[rows[:, None], columns]
+            previous = (
+                self._log_probs[rows]
+                if columns is None
+                else self._log_probs[index[:, None], columns.clamp(max=self.gen_length - 1)]
+            )
         out = logit_features(
             logits,
             self.features,
@@ -445,7 +447,7 @@ class DecodingState:
             stop_token_ids=self.stop_token_ids,
         )
         if out.kl is not None:  # a row's first forward has no previous step to compare with
-            first = self.nfe.index_select(0, rows) == 0
+            first = self.nfe[rows] == 0
             out.kl = torch.where(first[:, None], torch.zeros_like(out.kl), out.kl)
         if out.log_probs is not None and self._log_probs is None:
             self._log_probs = torch.zeros(
@@ -453,13 +455,12 @@ class DecodingState:
                 dtype=out.log_probs.dtype,
                 device=out.log_probs.device,
             )
-        r, c = rows[:, None].expand_as(columns)[inside], columns[inside]
-        self.predicted[r, c] = out.tokens[inside]
-        self.confidence[r, c] = out.confidence[inside]
+        self.predicted[where] = out.tokens[select]
+        self.confidence[where] = out.confidence[select]
         for name in self.extra:
-            self.extra[name][r, c] = getattr(out, name)[inside]
+            self.extra[name][where] = getattr(out, name)[select]
         if out.log_probs is not None:
-            self._log_probs[r, c] = out.log_probs[inside]
+            self._log_probs[where] = out.log_probs[select]
         self.nfe[rows] += 1
 
     def reveal(self, select: torch.Tensor) -> torch.Tensor:

@@ -170,14 +170,18 @@ class DiffusionLM:
         other transformers classes cannot be asked to."""
         return isinstance(self.model, DiffusionTransformerForMaskedLM)
 
-    def new_cache(self, batch: int, length: int) -> KVCache:
-        """An empty cache for ``batch`` sequences of ``length`` columns on the model's device
-        and in its dtype."""
+    def check_cache_support(self) -> None:
+        """Raise a ValueError naming the backend when the model cannot hold a cache."""
         if not self.supports_cache:
             raise ValueError(
                 f"cache: the {self.backend!r} backend of {self.name!r} cannot hold a key/value "
                 "cache; load it with backend='native' or use cache='none'"
             )
+
+    def new_cache(self, batch: int, length: int) -> KVCache:
+        """An empty cache for ``batch`` sequences of ``length`` columns on the model's device
+        and in its dtype."""
+        self.check_cache_support()
         return KVCache(self.model.config, batch, length, device=self.device, dtype=self.dtype)
 
     def fill_cache(
