@@ -38,6 +38,10 @@ def test_extract_answer(text, expected):
         ("+7", "7"),
         ("-0.50", "-0.5"),
         ("abc", None),
+        # Longer than decimal's default 28 digits (a model's run of digits): every digit kept.
+        ("1" * 40, "1" * 40),
+        ("1" * 35 + "0" * 5 + ".000", "1" * 35 + "0" * 5),
+        ("12345678901234567890123456789.25", "12345678901234567890123456789.25"),
     ],
 )
 def test_normalize_number(raw, expected):

@@ -9,7 +9,7 @@ matches ``3.5`` and ``18.0`` matches ``18``.
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation, localcontext
 
 _NUMBER = r"[-+]?\$?\s?\d[\d,]*(?:\.\d+)?"
 _NUMBER_RE = re.compile(_NUMBER)
@@ -28,9 +28,11 @@ def normalize_number(text: str) -> str | None:
         return None
     if not value.is_finite():
         return None
-    value = value.normalize()
-    if value == value.to_integral_value():
-        value = value.quantize(Decimal(1))
+    with localcontext() as context:  # every digit kept, however long the number
+        context.prec = max(28, len(cleaned) + 2)
+        value = value.normalize()
+        if value == value.to_integral_value():
+            value = value.quantize(Decimal(1))
     return format(value, "f")
 
 
