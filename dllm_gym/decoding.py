@@ -236,6 +236,18 @@ class DecodingState:
             cache_refresh=cache_refresh,
         )
 
+    def adopt_cache(self, previous: DecodingState | None) -> None:
+        """Take over the key/value slab of ``previous`` (a state this one replaces) when it
+        has this state's batch size and width, instead of allocating another. Only its
+        memory is reused: every row of a new state is stale, so each fills its cache before
+        a partial forward reads it."""
+        old = None if previous is None else previous._kv
+        if old is not None and (old.batch, old.length) == (self.batch_size, self.tokens.shape[1]):
+            self._kv = old
+            old.filled.zero_()
+        if previous is not None:
+            previous._kv = None
+
     def restart(
         self,
         rows: torch.Tensor,
@@ -288,7 +300,8 @@ class DecodingState:
             self._log_probs[index] = 0.0
 
     def _add_left_padding(self, columns: int) -> None:
-        self._stale[:] = True  # every column moved: every cache is refilled
+        if self._kv is not None:  # the cached keys and values move with their columns
+            self._kv.add_left_padding(columns)
         batch, device = self.batch_size, self.tokens.device
         pad = torch.full((batch, columns), self.pad_token_id, dtype=torch.long, device=device)
         self.tokens = torch.cat([pad, self.tokens], dim=1)

@@ -45,6 +45,8 @@ class Workload:
             trust_remote_code=settings.trust_remote_code,
             backend=settings.backend,
         )
+        if settings.cache != "none":
+            model.check_cache_support()
         limit = model.max_length
         if limit is not None and settings.gen_length >= limit:
             raise ValueError(
@@ -87,6 +89,8 @@ class Workload:
             features=s.obs_features,
             temperature=s.temperature,
             generator=generator,
+            cache=s.cache,
+            cache_refresh=s.cache_refresh,
         )
 
     def episode_ends(
@@ -110,6 +114,9 @@ class Workload:
             "reference": [p.reference for p in problems],
             "text": texts,
             "tokens_per_nfe": revealed / nfe,
+            "full_forwards": state.full_forwards.index_select(0, rows_t).cpu().numpy(),
+            "window_forwards": state.window_forwards.index_select(0, rows_t).cpu().numpy(),
+            "cache": [self.settings.cache] * len(rows),
             "unmask_step": state.unmask_step.index_select(0, rows_t).cpu().numpy(),
             "problem_index": np.asarray(problem_indices, dtype=np.int64),
         }

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from dllm_gym.decoding import check_lengths
+from dllm_gym.decoding import CACHE_MODES, check_lengths
 from dllm_gym.models.features import OPTIONAL_FEATURES
 from dllm_gym.models.loading import BACKENDS
 from dllm_gym.tasks import TASKS
@@ -44,6 +44,8 @@ class EnvSettings:
     max_nfe: int | None = None
     trust_remote_code: bool | None = None
     backend: str = "auto"
+    cache: str = "none"
+    cache_refresh: int = 0
     task_kwargs: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -78,6 +80,22 @@ class EnvSettings:
         _choice("reward", self.reward, REWARDS)
         _choice("empty_action", self.empty_action, EMPTY_ACTIONS)
         _choice("backend", self.backend, BACKENDS)
+        _choice("cache", self.cache, CACHE_MODES)
+        if self.cache != "none" and self.backend == "remote":
+            raise ValueError(
+                f"cache={self.cache!r} needs the native backend: the published model code "
+                "(backend='remote') cannot hold a key/value cache; use backend='native' or "
+                "'auto', or cache='none'"
+            )
+        if (
+            isinstance(self.cache_refresh, bool)
+            or not isinstance(self.cache_refresh, int)
+            or self.cache_refresh < 0
+        ):
+            raise ValueError(
+                f"cache_refresh must be an integer >= 0 (0: refresh only when a block opens), "
+                f"got {self.cache_refresh!r}"
+            )
         unknown = sorted(set(self.obs_features) - set(OPTIONAL_FEATURES))
         if unknown:
             raise ValueError(

@@ -57,7 +57,24 @@ class UnmaskEnv(gym.Env[dict, np.ndarray]):
     present only when `obs_features` asks for them.
 
     Features are computed from the logits on the model's device; only these arrays reach the
-    host.
+    host. They come from whichever forward pass last computed a position: without a cache,
+    the last one, over the whole sequence; with a cache (below), a position outside the
+    window of a partial forward keeps the values of the forward that last covered it.
+
+    ## Key/value cache
+
+    `cache="none"` (default) runs every forward over the prompt and all `L` positions.
+    `"prefix"` and `"dual"` are Fast-dLLM's block-wise approximate cache (arXiv 2505.22618):
+    when a block opens, one *full* forward runs over the whole sequence and stores every
+    layer's keys and values; the next forwards in that block are *partial*: `"prefix"` runs
+    the open block and everything after it against the cached prompt and finished blocks,
+    `"dual"` runs the open block alone against the cached prefix *and* suffix. Cached keys
+    and values of positions revealed since the fill are stale, which is the approximation.
+    In full diffusion (one block) the cache is filled once per episode; `cache_refresh=k`
+    (> 0) runs a full forward again after every `k` partial ones (as dLLM-Cache refreshes),
+    in any block. `nfe` counts every forward, full or partial (the reward's cost); the last
+    `info` of an episode reports `full_forwards` and `window_forwards` (partial) and the
+    `cache` mode. The cache needs the native backend (`backend="remote"` is refused).
 
     ## Rewards
 
@@ -84,7 +101,8 @@ class UnmaskEnv(gym.Env[dict, np.ndarray]):
     A finished episode of `n` steps has NFE = `n`. Its last `info` holds `correct`, `answer`
     (extracted), `reference`, `text` (the decoded generation), `tokens_per_nfe` and
     `unmask_step` (the step at which each position was revealed, -1 if never: the decoding
-    order). Every `info` holds `nfe`.
+    order), `full_forwards`, `window_forwards` and `cache` (see Key/value cache). Every
+    `info` holds `nfe`.
 
     ## Vectorized environment
 
@@ -131,6 +149,8 @@ class UnmaskEnv(gym.Env[dict, np.ndarray]):
     | `max_nfe`           | `L`                | truncation cap on forward passes           |
     | `trust_remote_code` | None               | run a model's own code (`backend="remote"`)|
     | `backend`           | `"auto"`           | `"native"`, `"remote"` (published code)    |
+    | `cache`             | `"none"`           | or `"prefix"`, `"dual"` (Key/value cache)  |
+    | `cache_refresh`     | 0                  | full forward after k partial ones (0: off) |
     | `task_kwargs`       | `{}`               | more task arguments (Arith: `seed`, ...)   |
     | `render_mode`       | None               | `"ansi"` or `"rgb_array"`                  |
 
@@ -183,6 +203,7 @@ class UnmaskEnv(gym.Env[dict, np.ndarray]):
             generator = torch.Generator(device=self.model.device)
             generator.manual_seed(int(self.np_random.integers(2**63 - 1)))
         state = self.workload.start([index], generator)
+        state.adopt_cache(self._state)
         state.forward(self.model)
         self._state, self._problem_index, self._episode_over = state, index, False
         self._steps[:] = 0
@@ -238,4 +259,6 @@ class UnmaskEnv(gym.Env[dict, np.ndarray]):
         info["correct"] = bool(info["correct"])
         info["tokens_per_nfe"] = float(info["tokens_per_nfe"])
         info["problem_index"] = int(info["problem_index"])
+        info["full_forwards"] = int(info["full_forwards"])
+        info["window_forwards"] = int(info["window_forwards"])
         return float(rewards[0])

@@ -332,7 +332,9 @@ class UnmaskVectorEnv(VectorEnv):
                 rng.integers(2**63 - 1)  # UnmaskEnv seeds its noise here: keep streams aligned
         picked = chosen[rows].tolist()
         if self._state is None or (rows.all() and forward):  # a full reset: a fresh buffer
-            self._state = self.workload.start(picked, self._generator)
+            state = self.workload.start(picked, self._generator)
+            state.adopt_cache(self._state)
+            self._state = state
         else:
             self._state.restart(
                 _on(rows, self._state.tokens.device),

@@ -240,6 +240,17 @@ class KVCache:
         self.attention = torch.ones((batch, length), dtype=torch.bool, device=device)
         self.filled = torch.zeros(batch, dtype=torch.bool, device=device)
 
+    def add_left_padding(self, columns: int) -> None:
+        """Put ``columns`` padding columns in front of every row, as the sequences got: the
+        cached keys and values move with their tokens (their rotary positions are the
+        tokens' own, unchanged) and the new columns are masked out. A new slab, of the new
+        shape."""
+        shape = list(self.slab.shape)
+        shape[4] = columns
+        self.slab = torch.cat([self.slab.new_zeros(shape), self.slab], dim=4)
+        padding = self.attention.new_zeros((self.batch, columns))
+        self.attention = torch.cat([padding, self.attention], dim=1)
+
     @property
     def batch(self) -> int:
         return self.slab.shape[2]
