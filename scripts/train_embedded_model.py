@@ -54,9 +54,10 @@ class TrainConfig:
     init_from: str = ""
     """warm start: a saved model folder whose weights (and shape) the run starts from"""
     min_steps: int = 2
-    """fewest operations of an Arith problem"""
+    """fewest operations of a training problem (shorter chains than the task's make a
+    curriculum; validation always decodes the task's own problems, as its ids do)"""
     max_steps: int = 4
-    """most operations of an Arith problem"""
+    """most operations of a training problem"""
     hidden_size: int = 192
     """model width"""
     num_layers: int = 4
@@ -312,6 +313,7 @@ def main(config: TrainConfig) -> None:
     task = make_task(
         config.task, seed=config.task_seed, min_steps=config.min_steps, max_steps=config.max_steps
     )
+    validation_task = make_task(config.task, seed=config.task_seed)
     model = build_model(config, tokenizer).to(config.device)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embed" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embed" not in n)]
@@ -390,7 +392,7 @@ def main(config: TrainConfig) -> None:
                 csv.writer(f).writerow(row)
             print(dict(zip(log_fields, row, strict=False)), flush=True)
         if step % config.eval_every == 0 or step == config.steps:
-            scores = evaluate(model, tokenizer, task, config)
+            scores = evaluate(model, tokenizer, validation_task, config)
             curve.append(
                 {"step": step, "minutes": round((time.time() - started) / 60, 1), **scores}
             )

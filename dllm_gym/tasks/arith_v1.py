@@ -110,7 +110,7 @@ class ArithV1Task(ArithTask):
     def __init__(
         self,
         seed: int = 0,
-        min_steps: int = 3,
+        min_steps: int = 2,
         max_steps: int = 4,
         sizes: Mapping[str, int] | None = None,
     ) -> None:
