@@ -222,16 +222,17 @@ def evaluate(model, tokenizer, task: ArithTask, config: TrainConfig) -> dict[str
     problems = task.problems("validation")[: config.eval_problems]
     prompts = [task.format_prompt(p.question, tokenizer) for p in problems]
     results = {}
-    for label, rule in (
-        ("top1", top_k_rule(config.eval_block_length)),
-        ("thr0.9", threshold_rule(0.9)),
+    for label, rule, block_length in (
+        ("top1", top_k_rule(config.eval_block_length), config.eval_block_length),
+        ("thr0.9", threshold_rule(0.9), config.eval_block_length),
+        ("l2r", top_k_rule(1), 1),  # left to right: blocks of one position
     ):
         out = decode(
             lm,
             prompts,
             rule,
             gen_length=config.eval_gen_length,
-            block_length=config.eval_block_length,
+            block_length=block_length,
         )
         correct = [
             task.is_correct(lm.decode_generation(g), p.reference)
