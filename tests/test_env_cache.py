@@ -101,7 +101,6 @@ def test_the_vector_env_keeps_one_cache_slab_per_shape():
     """The slab is replaced only when the buffer widens (a longer prompt arrives): not per
     step, per episode or per full reset on prompts of the same width."""
     envs = gym.make_vec(ARITH, num_envs=4, cache="dual")
-    state = envs.unwrapped._state
     envs.reset(seed=0, options={"index": [0, 1, 2, 3]})
     state = envs.unwrapped._state
     slab, width, replaced = state._kv.slab, state.tokens.shape[1], 0

@@ -241,6 +241,18 @@ def test_dream_added_tokens_at_the_wrong_ids_are_refused(tmp_path):
 
 
 # ------------------------------------------------------------------ the remote backend
+def left_padded_batch(seed: int, length: int, pads: tuple[int, ...]):
+    """Random tokens of ``len(pads)`` rows with ``pads[r]`` left-padding columns in row
+    ``r``: tokens, attention mask and position ids counting from each row's first token."""
+    generator = torch.Generator().manual_seed(seed)
+    tokens = torch.randint(5, 60, (len(pads), length), generator=generator)
+    mask = torch.ones_like(tokens, dtype=torch.bool)
+    for row, pad in enumerate(pads):
+        mask[row, :pad] = False
+    positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
+    return tokens, mask, positions
+
+
 @pytest.fixture(scope="module")
 def standin_folder(checkpoints, tmp_path_factory) -> Path:
     """LLaDA's published layout with a stand-in of its remote code (ignores attention_mask)."""
@@ -263,13 +275,7 @@ def test_remote_code_that_ignores_the_mask_is_detected_and_batched_exactly(stand
     assert remote.backend == "remote" and not remote.honours_attention_mask
     assert padding_leak(remote) > 1e-2 and padding_leak(native) < 1e-5
 
-    # A batch with three amounts of left padding.
-    generator = torch.Generator().manual_seed(3)
-    tokens = torch.randint(5, 60, (3, 10), generator=generator)
-    mask = torch.ones_like(tokens, dtype=torch.bool)
-    mask[0, :4] = False
-    mask[1, :1] = False
-    positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
+    tokens, mask, positions = left_padded_batch(seed=3, length=10, pads=(4, 1, 0))
     batched = remote.generation_logits(tokens, mask, positions, start=6, length=4)
     for row in range(3):
         pad = int((~mask[row]).sum())
@@ -291,12 +297,7 @@ def test_cached_windows_predict_what_the_full_forward_predicts(checkpoints, fami
     recomputes the column before."""
     lm = load_model("embedded" if family == "embedded" else checkpoints[family][0], device="cpu")
     assert lm.supports_cache
-    generator = torch.Generator().manual_seed(4)
-    tokens = torch.randint(5, 60, (3, 24), generator=generator)
-    mask = torch.ones_like(tokens, dtype=torch.bool)
-    mask[0, :5] = False
-    mask[2, :2] = False
-    positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
+    tokens, mask, positions = left_padded_batch(seed=4, length=24, pads=(5, 0, 2))
     start, length = 8, 16  # the generation: columns 8..23
     expected = lm.generation_logits(tokens, mask, positions, start=start, length=length)
     cache = lm.new_cache(3, 24)
