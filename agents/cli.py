@@ -37,10 +37,13 @@ from agents.policies import policy_label
 from agents.policy import LearnedPolicy, shipped_checkpoint
 from agents.rollout import run_episodes
 from agents.sweep import sweep
+from dllm_gym.distributed import ShardError
 
 ID_PREFIX = "DLLMUnmask-"
 # User mistakes: one line and exit status 2. Anything else is a bug and shows its traceback.
-USER_ERRORS = (ValueError, OSError, gym.error.Error, dllm_gym.ModelUnavailableError)
+USER_ERRORS = (
+    ValueError, OSError, gym.error.Error, dllm_gym.ModelUnavailableError, ShardError,
+)  # fmt: skip
 
 
 def parse_assignments(items: Sequence[str], flag: str) -> dict[str, Any]:
@@ -121,6 +124,7 @@ def command_eval(args: argparse.Namespace) -> None:
         out_dir=args.out,
         progress=not args.quiet,
         resume=args.resume,
+        **distributed_arguments(args),
     )
     print(format_summary(summary))
     if args.out:
@@ -154,6 +158,7 @@ def command_sweep(args: argparse.Namespace) -> None:
         overrides=parse_assignments(args.set, "--set"),
         out_dir=out,
         progress=not args.quiet,
+        **distributed_arguments(args),
     )
     title = args.title or f"{args.env_id}: accuracy against forward passes"
     results.plot_accuracy_vs_nfe(summaries, out / "pareto", title)
@@ -251,6 +256,23 @@ def run_arguments(sub: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     sub.add_argument("--num-envs", type=int, default=32, help="rows decoded together")
     sub.add_argument("--quiet", action="store_true", help="no progress bar")
+    sub.add_argument(
+        "--workers", type=int, default=0,
+        help="decode on this many Ray actors, each with a model replica (0: in this process)",
+    )  # fmt: skip
+    sub.add_argument(
+        "--gpus-per-worker", type=float, default=0.0, help="GPUs Ray reserves per actor"
+    )
+    sub.add_argument(
+        "--step-timeout", type=float, default=600.0,
+        help="seconds an actor may take per step before the run fails",
+    )  # fmt: skip
+
+
+def distributed_arguments(args: argparse.Namespace) -> dict[str, Any]:
+    """``evaluate``'s ``workers`` and ``worker_options`` from the command line."""
+    options = {"num_gpus_per_worker": args.gpus_per_worker, "step_timeout": args.step_timeout}
+    return {"workers": args.workers, "worker_options": options}
 
 
 def policy_arguments(sub: argparse.ArgumentParser, required: bool) -> None:

@@ -55,6 +55,8 @@ def evaluate(
     out_dir: str | Path | None = None,
     progress: bool = True,
     resume: bool = True,
+    workers: int = 0,
+    worker_options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run ``policy`` on problems ``0 .. episodes - 1`` of ``env_id``'s split; the summary.
 
@@ -72,6 +74,10 @@ def evaluate(
         resume: continue the run found in ``out_dir`` (its settings must match: a ValueError
             says what differs; an empty ``episodes.jsonl`` is not checked); False: start
             again, overwriting it.
+        workers: 0 decodes in this process; ``W >= 1`` on ``W`` Ray actors (the distributed
+            vector env, same results: a run may resume with another ``workers``).
+        worker_options: further arguments of the distributed env (``num_gpus_per_worker``,
+            ``num_cpus_per_worker``, ``step_timeout``).
 
     Returns:
         The summary (see :func:`summarize`) of every recorded episode of ``0 .. episodes - 1``.
@@ -85,7 +91,8 @@ def evaluate(
     records: dict[int, dict[str, Any]] = dict(folder.records) if folder is not None else {}
     try:
         policy.configure(gen_length=run["gen_length"], block_length=run["block_length"])
-        with _Envs(env_id, overrides, policy) as envs:
+        distributed = {"workers": workers, **(worker_options or {})} if workers else {}
+        with _Envs(env_id, overrides, policy, distributed) as envs:
             if episodes is None or any(i not in records for i in range(episodes)):
                 size = split_size(envs.make(min(num_envs, episodes or num_envs)))
                 if episodes is not None and episodes > size:
@@ -121,10 +128,17 @@ def _run_description(policy: Policy, env_id: str, overrides: dict[str, Any]) -> 
 class _Envs:
     """The vector env of a run, built on demand (with the policy's features) and closed."""
 
-    def __init__(self, env_id: str, overrides: dict[str, Any], policy: Policy) -> None:
+    def __init__(
+        self,
+        env_id: str,
+        overrides: dict[str, Any],
+        policy: Policy,
+        distributed: Mapping[str, Any] | None = None,
+    ) -> None:
         settings = {**gym.spec(env_id).kwargs, **overrides}
         features = set(settings.get("obs_features") or ()) | set(policy.required_features)
         self.env_id, self.overrides = env_id, {**overrides, "obs_features": sorted(features)}
+        self.distributed = dict(distributed or {})  # workers=W and options: Ray actors
         self.envs: gym.vector.VectorEnv | None = None
 
     def make(self, rows: int) -> gym.vector.VectorEnv:
@@ -133,7 +147,11 @@ class _Envs:
             return self.envs
         self.close()
         self.envs = gym.make_vec(
-            self.env_id, num_envs=rows, autoreset_mode=AutoresetMode.DISABLED, **self.overrides
+            self.env_id,
+            num_envs=rows,
+            autoreset_mode=AutoresetMode.DISABLED,
+            **self.overrides,
+            **self.distributed,
         )
         return self.envs
 

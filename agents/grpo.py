@@ -99,6 +99,12 @@ class Args:
     init_prompts: int = field(default=256, metadata={"help": "warm start: teacher episodes"})
     init_steps: int = field(default=400, metadata={"help": "warm start: Adam steps on them"})
     device: str = field(default="cpu", metadata={"help": "device of the policy network"})
+    workers: int = field(
+        default=0,
+        metadata={"help": "roll out on this many Ray actors, each with a dLLM replica "
+                          "(0: in this process; the same rollouts either way)"},
+    )  # fmt: skip
+    gpus_per_worker: float = field(default=0.0, metadata={"help": "GPUs Ray reserves per actor"})
     progress: bool = field(default=True, metadata={"help": "show a progress bar"})
 
     def __post_init__(self) -> None:
@@ -122,6 +128,12 @@ class Args:
                 f"warmup_iterations must be in [0, iterations={self.iterations}], "
                 f"got {self.warmup_iterations}"
             )
+        if not 0 <= self.workers <= self.num_envs:
+            raise ValueError(
+                f"workers must be in [0, prompts x group = {self.num_envs}], got {self.workers}"
+            )
+        if self.gpus_per_worker < 0:
+            raise ValueError(f"gpus_per_worker must be >= 0, got {self.gpus_per_worker}")
 
     @property
     def num_envs(self) -> int:
@@ -366,7 +378,10 @@ def check_resumable(out_dir: Path, args: Args) -> None:
     if not saved_path.is_file():
         return
     saved = json.loads(saved_path.read_text())
-    ignored = {"iterations", "checkpoint_every", "progress", "device", "out_dir"}
+    ignored = {
+        "iterations", "checkpoint_every", "progress", "device", "out_dir", "workers",
+        "gpus_per_worker",
+    }  # fmt: skip
     current = dataclasses.asdict(args)
     different = {k: (saved.get(k), v) for k, v in current.items()
                  if k not in ignored and saved.get(k) != v}  # fmt: skip
@@ -455,9 +470,14 @@ def train(args: Args) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     check_resumable(out_dir, args)
     write_atomic(out_dir / "args.json", json.dumps(dataclasses.asdict(args), indent=2).encode())
+    distributed = (
+        {"workers": args.workers, "num_gpus_per_worker": args.gpus_per_worker}
+        if args.workers
+        else {}
+    )
     envs = gym.make_vec(
         args.env_id, num_envs=args.num_envs, autoreset_mode=AutoresetMode.DISABLED,
-        split=args.split, reward=args.reward, alpha=args.alpha,
+        split=args.split, reward=args.reward, alpha=args.alpha, **distributed,
     )  # fmt: skip
     split_size = len(envs.unwrapped.problems)
     net, optimizer, scheduler, start = start_or_resume(out_dir, args, envs)

@@ -17,7 +17,7 @@ from dllm_gym.envs.settings import EnvSettings
 
 REGISTRY_FILE = "envs_registry.yaml"
 ENTRY_POINT = "dllm_gym.envs.unmask_env:UnmaskEnv"
-VECTOR_ENTRY_POINT = "dllm_gym.envs.unmask_vector_env:UnmaskVectorEnv"
+VECTOR_ENTRY_POINT = "dllm_gym.envs.vector_entry:make_vector_env"
 _EXTRA_KEYS = {"description", "nondeterministic"}
 
 

@@ -394,7 +394,7 @@ def test_import_registers_every_id_of_the_registry_with_both_entry_points():
     for entry in read_registry():
         spec = gym.spec(entry.env_id)
         assert spec.entry_point == "dllm_gym.envs.unmask_env:UnmaskEnv"
-        assert spec.vector_entry_point == "dllm_gym.envs.unmask_vector_env:UnmaskVectorEnv"
+        assert spec.vector_entry_point == "dllm_gym.envs.vector_entry:make_vector_env"
         assert spec.kwargs == entry.settings and spec.nondeterministic == entry.nondeterministic
     env = gym.make(ARITH)
     assert type(env.unwrapped) is dllm_gym.UnmaskEnv

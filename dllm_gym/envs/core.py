@@ -61,14 +61,7 @@ class Workload:
 
     def check_index(self, index: object, what: str = "index") -> int:
         """A problem index of the split, or a clear error."""
-        count = len(self.problems)
-        if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)):
-            raise ValueError(
-                f"reset options: {what} must be an integer in [0, {count}), got {index!r}"
-            )
-        if not 0 <= index < count:
-            raise ValueError(f"reset options: {what} must be in [0, {count}), got {index}")
-        return int(index)
+        return check_problem_index(index, len(self.problems), what)
 
     def prompts(self, indices: Sequence[int]) -> list[list[int]]:
         """Token ids of the formatted prompts of problems ``indices``."""
@@ -121,6 +114,15 @@ class Workload:
             "problem_index": np.asarray(problem_indices, dtype=np.int64),
         }
         return final_rewards(correct, nfe, self.settings), info
+
+
+def check_problem_index(index: object, count: int, what: str = "index") -> int:
+    """``index`` as a problem index of a split of ``count`` problems, or a clear error."""
+    if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)):
+        raise ValueError(f"reset options: {what} must be an integer in [0, {count}), got {index!r}")
+    if not 0 <= index < count:
+        raise ValueError(f"reset options: {what} must be in [0, {count}), got {index}")
+    return int(index)
 
 
 def feature_upper_bound(name: str, vocab_size: int) -> float:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -121,29 +121,9 @@ class UnmaskVectorEnv(VectorEnv):
         render_mode: str | None = None,
         **settings: Any,
     ) -> None:
-        if isinstance(num_envs, (bool, np.bool_)) or not isinstance(num_envs, (int, np.integer)):
-            raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
-        if num_envs < 1:
-            raise ValueError(f"num_envs must be an integer >= 1, got {num_envs}")
-        try:
-            mode = AutoresetMode(autoreset_mode)
-        except ValueError:
-            choices = [m.value for m in AutoresetMode]
-            raise ValueError(
-                f"autoreset_mode={autoreset_mode!r} is not valid; expected an AutoresetMode "
-                f"or one of {choices}"
-            ) from None
-        if max_episode_steps is not None and (
-            not isinstance(max_episode_steps, (int, np.integer)) or max_episode_steps < 1
-        ):
-            raise ValueError(
-                f"max_episode_steps must be a positive integer or None, got {max_episode_steps!r}"
-            )
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(
-                f"render_mode={render_mode!r} is not valid; expected one of "
-                f"{self.metadata['render_modes']} or None"
-            )
+        mode = check_vector_arguments(
+            num_envs, autoreset_mode, max_episode_steps, render_mode, self.metadata
+        )
         self.settings = EnvSettings.from_kwargs(**settings)
         self.workload = core.Workload.build(self.settings)
         # As on UnmaskEnv: the task, the problems of the split (index i is problem i) and model.
@@ -181,13 +161,10 @@ class UnmaskVectorEnv(VectorEnv):
         options: dict[str, Any] | None = None,
     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """Reset every sub-environment, or those of ``options["reset_mask"]``."""
-        seeds = self._seeds(seed)
-        rows, indices = self._reset_options(options)
+        seeds = parse_seeds(seed, self.num_envs)
+        rows, indices = parse_reset_options(options, self.num_envs, self.workload.check_index)
         if self._state is None and not rows.all():
-            raise ValueError(
-                "reset options: the first reset must reset every sub-environment; "
-                "leave out reset_mask"
-            )
+            raise ValueError(FIRST_RESET_ERROR)
         if isinstance(seed, (int, np.integer)) or self._generator is None:
             super().reset(seed=int(seed) if isinstance(seed, (int, np.integer)) else None)
             self._generator = self._new_generator()
@@ -268,55 +245,6 @@ class UnmaskVectorEnv(VectorEnv):
         )
 
     # ------------------------------------------------------------------------------- details
-    def _seeds(self, seed: int | Sequence[int | None] | None) -> list[int | None]:
-        if seed is None:
-            return [None] * self.num_envs
-        if isinstance(seed, (int, np.integer)) and not isinstance(seed, (bool, np.bool_)):
-            return [int(seed) + i for i in range(self.num_envs)]
-        if isinstance(seed, Sequence) and len(seed) == self.num_envs:
-            return [None if s is None else int(s) for s in seed]
-        raise ValueError(
-            f"seed: expected None, an int or a list of {self.num_envs} ints, got {seed!r}"
-        )
-
-    def _reset_options(self, options: dict[str, Any] | None) -> tuple[np.ndarray, np.ndarray]:
-        """(N,) rows to reset and (N,) problem indices (-1: draw one)."""
-        options = options or {}
-        unknown = sorted(set(options) - set(_RESET_OPTIONS))
-        if unknown:
-            raise ValueError(
-                f"reset options: unknown key(s) {unknown}; expected some of {list(_RESET_OPTIONS)}"
-            )
-        rows = np.ones(self.num_envs, dtype=bool)
-        mask = options.get("reset_mask")
-        if mask is not None:
-            mask = np.asarray(mask)
-            if mask.shape != (self.num_envs,) or mask.dtype != np.bool_:
-                raise ValueError(
-                    f"reset options: reset_mask must be a bool array of shape ({self.num_envs},), "
-                    f"got {mask.dtype} of shape {mask.shape}"
-                )
-            rows = mask.copy()
-        indices = np.full(self.num_envs, -1, dtype=np.int64)
-        index = options.get("index")
-        if index is not None:
-            if isinstance(index, (int, np.integer)) and not isinstance(index, (bool, np.bool_)):
-                index = [index] * self.num_envs
-            values = list(index) if isinstance(index, (Sequence, np.ndarray)) else None
-            if values is None or len(values) != self.num_envs:
-                raise ValueError(
-                    f"reset options: index must be an int or a list of {self.num_envs} problem "
-                    f"indices (one per sub-environment, None to draw one), got {index!r}"
-                )
-            indices = np.array(
-                [
-                    -1 if v is None else self.workload.check_index(v, f"index[{i}]")
-                    for i, v in enumerate(values)
-                ],
-                dtype=np.int64,
-            )
-        return rows, indices
-
     def _restart(self, rows: np.ndarray, indices: np.ndarray, forward: bool = True) -> None:
         """Start ``rows`` on problems ``indices`` (-1: drawn with the row's generator) and, if
         ``forward``, run their first forward pass."""
@@ -367,6 +295,94 @@ class UnmaskVectorEnv(VectorEnv):
             "problem_index": np.where(rows, self._problem_index, 0),
             "_problem_index": rows.copy(),
         }
+
+
+FIRST_RESET_ERROR = (
+    "reset options: the first reset must reset every sub-environment; leave out reset_mask"
+)
+
+
+def check_vector_arguments(
+    num_envs: object,
+    autoreset_mode: AutoresetMode | str,
+    max_episode_steps: object,
+    render_mode: str | None,
+    metadata: dict[str, Any],
+) -> AutoresetMode:
+    """Validate the arguments a dllm-gym vector env takes besides the settings; the mode."""
+    if isinstance(num_envs, (bool, np.bool_)) or not isinstance(num_envs, (int, np.integer)):
+        raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
+    if num_envs < 1:
+        raise ValueError(f"num_envs must be an integer >= 1, got {num_envs}")
+    try:
+        mode = AutoresetMode(autoreset_mode)
+    except ValueError:
+        choices = [m.value for m in AutoresetMode]
+        raise ValueError(
+            f"autoreset_mode={autoreset_mode!r} is not valid; expected an AutoresetMode "
+            f"or one of {choices}"
+        ) from None
+    if max_episode_steps is not None and (
+        not isinstance(max_episode_steps, (int, np.integer)) or max_episode_steps < 1
+    ):
+        raise ValueError(
+            f"max_episode_steps must be a positive integer or None, got {max_episode_steps!r}"
+        )
+    if render_mode is not None and render_mode not in metadata["render_modes"]:
+        raise ValueError(
+            f"render_mode={render_mode!r} is not valid; expected one of "
+            f"{metadata['render_modes']} or None"
+        )
+    return mode
+
+
+def parse_seeds(seed: int | Sequence[int | None] | None, num_envs: int) -> list[int | None]:
+    """One seed per sub-environment: an int ``s`` seeds row ``i`` with ``s + i``."""
+    if seed is None:
+        return [None] * num_envs
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, (bool, np.bool_)):
+        return [int(seed) + i for i in range(num_envs)]
+    if isinstance(seed, Sequence) and len(seed) == num_envs:
+        return [None if s is None else int(s) for s in seed]
+    raise ValueError(f"seed: expected None, an int or a list of {num_envs} ints, got {seed!r}")
+
+
+def parse_reset_options(
+    options: dict[str, Any] | None, num_envs: int, check_index: Callable[[object, str], int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(N,) rows to reset and (N,) problem indices (-1: draw one) of ``reset``'s options."""
+    options = options or {}
+    unknown = sorted(set(options) - set(_RESET_OPTIONS))
+    if unknown:
+        raise ValueError(
+            f"reset options: unknown key(s) {unknown}; expected some of {list(_RESET_OPTIONS)}"
+        )
+    rows = np.ones(num_envs, dtype=bool)
+    mask = options.get("reset_mask")
+    if mask is not None:
+        mask = np.asarray(mask)
+        if mask.shape != (num_envs,) or mask.dtype != np.bool_:
+            raise ValueError(
+                f"reset options: reset_mask must be a bool array of shape ({num_envs},), "
+                f"got {mask.dtype} of shape {mask.shape}"
+            )
+        rows = mask.copy()
+    indices = np.full(num_envs, -1, dtype=np.int64)
+    index = options.get("index")
+    if index is not None:
+        if isinstance(index, (int, np.integer)) and not isinstance(index, (bool, np.bool_)):
+            index = [index] * num_envs
+        values = list(index) if isinstance(index, (Sequence, np.ndarray)) else None
+        if values is None or len(values) != num_envs:
+            raise ValueError(
+                f"reset options: index must be an int or a list of {num_envs} problem "
+                f"indices (one per sub-environment, None to draw one), got {index!r}"
+            )
+        indices = np.array(
+            [-1 if v is None else check_index(v, f"index[{i}]") for i, v in enumerate(values)],
+            dtype=np.int64,
+        )
+    return rows, indices
 
 
 def _on(rows: np.ndarray, device: torch.device) -> torch.Tensor:
