@@ -76,6 +76,9 @@ class _Shard:
     def render(self) -> tuple | None:
         return self.env.render()
 
+    def ping(self) -> None:
+        """Nothing: a call's round trip, for measuring Ray's share of a step."""
+
 
 class DistributedUnmaskVectorEnv(VectorEnv):
     """

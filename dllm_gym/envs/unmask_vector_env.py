@@ -54,6 +54,10 @@ class UnmaskVectorEnv(VectorEnv):
     | `max_episode_steps` | None        | truncate an episode after this many steps            |
     | `render_mode`       | None        | `"ansi"` or `"rgb_array"`: a tuple, one per sub-env  |
 
+    With `workers=W`, `gym.make_vec(id, num_envs=N, workers=W)` builds
+    :class:`~dllm_gym.distributed.DistributedUnmaskVectorEnv` instead: the same env with its
+    rows on `W` Ray actors.
+
     ## Seeds and prompts
 
     `reset(seed=s)` seeds sub-environment `i` with `s + i` (a list seeds each), so it draws the
