@@ -26,6 +26,7 @@ Uses only the public Gymnasium observation and action format; never imports ``dl
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, ClassVar
@@ -38,13 +39,17 @@ from agents.validation import check_int, check_real
 __all__ = [
     "DEFAULT_GRIDS",
     "POLICIES",
+    "DilatedSchedule",
     "EntropyBounded",
     "EosLastThreshold",
+    "EosRejectionAscending",
     "Factor",
     "Heuristic",
+    "KLAdaptiveStability",
     "LeftToRight",
     "MarginThreshold",
     "Policy",
+    "PositionCalibrated",
     "RandomReveal",
     "Threshold",
     "TopK",
@@ -94,6 +99,7 @@ class Heuristic:
     name: ClassVar[str] = "heuristic"
     required_features: ClassVar[tuple[str, ...]] = ()  # optional obs features needed
     observation_keys: ClassVar[tuple[str, ...]] = ()  # (L,) entries read besides "active"
+    row_keys: ClassVar[tuple[str, ...]] = ()  # (1,) entries read (``progress``), given as (N, 1)
 
     gen_length: int | None = field(default=None, init=False, repr=False, compare=False)
     block_length: int | None = field(default=None, init=False, repr=False, compare=False)
@@ -145,6 +151,16 @@ class Heuristic:
                 raise ValueError(
                     f"{self.name}: obs[{key!r}] has shape {value.shape}, expected the shape "
                     f"of obs['active'], {active.shape}"
+                )
+            entries[key] = value[None] if single else value
+        for key in self.row_keys:
+            if key not in obs:
+                raise ValueError(f"{self.name}: the observation has no {key!r}")
+            value = np.asarray(obs[key])
+            if value.shape != (*active.shape[:-1], 1):
+                raise ValueError(
+                    f"{self.name}: obs[{key!r}] has shape {value.shape}, expected "
+                    f"{(*active.shape[:-1], 1)}"
                 )
             entries[key] = value[None] if single else value
         active = (active[None] if single else active).astype(bool)
@@ -363,6 +379,199 @@ class EosLastThreshold(Heuristic):
 
 
 @dataclass
+class KLAdaptiveStability(Heuristic):
+    """``klass``: KL-Adaptive Stability Sampling (Kim et al. 2025, "KLASS: KL-Adaptive
+    Stability Sampling for Fast Inference in Masked Diffusion Models", arXiv:2511.05664).
+
+    A position is *stable* when the KL divergence between its prediction at this step and at
+    the step before (the ``kl`` feature) has stayed below ``kl_bound`` for the last
+    ``history`` steps. Every active position that is stable and at least ``tau`` confident is
+    revealed at once; when there is none, the ``k`` most confident active positions (the
+    fallback of the reference code, top-k confidence). The policy keeps, per row, the last
+    ``history`` KL values; a row whose observation shows its first forward pass (``progress
+    * gen_length == 1``: a new episode) starts an empty history, as the reference's first
+    step compares with no earlier prediction. Needs :meth:`configure` and one call per step.
+    """
+
+    name: ClassVar[str] = "klass"
+    required_features: ClassVar[tuple[str, ...]] = ("kl",)
+    observation_keys: ClassVar[tuple[str, ...]] = ("confidence", "kl")
+    row_keys: ClassVar[tuple[str, ...]] = ("progress",)
+    kl_bound: float = 0.01  # KL (nats) under which a prediction counts as unchanged, > 0
+    history: int = 2  # consecutive steps a prediction must stay under kl_bound, >= 1
+    tau: float = 0.9  # confidence a stable position needs, in [0, 1]
+    k: int = 1  # fallback: most confident positions revealed when none is stable, >= 1
+    _kl: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.kl_bound = check_real(self.name, "kl_bound", self.kl_bound, 0, low_open=True)
+        self.history = check_int(self.name, "history", self.history, 1)
+        self.tau = check_real(self.name, "tau", self.tau, 0, 1, high_open=False)
+        self.k = check_int(self.name, "k", self.k, 1)
+
+    def configure(self, *, gen_length: int, block_length: int) -> None:
+        super().configure(gen_length=gen_length, block_length=block_length)
+        self._kl = None
+
+    def _select(self, obs: dict[str, np.ndarray], active: np.ndarray) -> np.ndarray:
+        if self.gen_length is None:
+            raise RuntimeError(
+                f"{self.name}: call configure(gen_length=..., block_length=...) with the env's "
+                "settings before using the policy"
+            )
+        rows, length = active.shape
+        if self._kl is None or self._kl.shape != (rows, length, self.history):
+            self._kl = np.full((rows, length, self.history), np.inf)
+        first = np.rint(obs["progress"][:, 0] * self.gen_length) <= 1  # a new episode
+        self._kl[first] = np.inf
+        self._kl = np.roll(self._kl, -1, axis=2)
+        self._kl[:, :, -1] = np.where(first[:, None], np.inf, obs["kl"])
+        stable = active & (self._kl < self.kl_bound).all(axis=2)
+        chosen = stable & (obs["confidence"] >= self.tau)
+        order = _sort_active(obs["confidence"], active, descending=True)
+        fallback = _first_in_order(order, np.full(rows, self.k))
+        return np.where(chosen.any(axis=1, keepdims=True), chosen, fallback)
+
+
+@dataclass
+class DilatedSchedule(Heuristic):
+    """``dilated``: the Dilated Unmasking Scheduler, DUS (Luxembourg, Permuter and Nachmani
+    2025, "Plan for Speed: Dilated Scheduling for Masked Diffusion Language Models",
+    arXiv:2506.19037).
+
+    A block of ``B`` positions is revealed in ``R = ceil(log_a B)`` steps of fixed,
+    non-adjacent groups: step ``t`` (1..R) takes every position ``j`` not yet taken with
+    ``j mod s_t == 0``, ``s_t = max(1, B // a**t)`` (B = 16, a = 2: {0, 8}, {4, 12},
+    {2, 6, 10, 14}, the 8 odd positions); a last group smaller than the one before joins it.
+    Tokens revealed together are far apart, so they depend on each other little. Needs no
+    model signal; stateless: each step reveals the active positions of the lowest group
+    that still has one. Needs :meth:`configure` (for ``block_length``).
+    """
+
+    name: ClassVar[str] = "dilated"
+    a: int = 2  # dilation base, >= 2: about log_a(block_length) steps per block
+    _group: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.a = check_int(self.name, "a", self.a, 2)
+
+    def configure(self, *, gen_length: int, block_length: int) -> None:
+        super().configure(gen_length=gen_length, block_length=block_length)
+        self._group = dilated_groups(block_length, self.a)
+
+    def _select(self, obs: dict[str, np.ndarray], active: np.ndarray) -> np.ndarray:
+        if self._group is None:
+            raise RuntimeError(
+                f"{self.name}: call configure(gen_length=..., block_length=...) with the env's "
+                "settings before using the policy"
+            )
+        group = self._group[np.arange(active.shape[1]) % self.block_length][None, :]
+        current = np.where(active, group, np.iinfo(np.int64).max).min(axis=1, keepdims=True)
+        return active & (group == current)
+
+
+def dilated_groups(block_length: int, a: int) -> np.ndarray:
+    """(B,) the DUS step (0-based) at which each position of a block is revealed."""
+    steps = max(1, math.ceil(math.log(block_length) / math.log(a) - 1e-12))
+    group = np.full(block_length, -1, dtype=np.int64)
+    sizes: list[int] = []
+    for t in range(1, steps + 1):
+        stride = max(1, block_length // a**t)
+        taken = (np.arange(block_length) % stride == 0) & (group < 0)
+        if t == steps and sizes and taken.sum() < sizes[-1]:
+            group[taken] = len(sizes) - 1  # a small last group joins the one before
+            continue
+        group[taken] = len(sizes)
+        sizes.append(int(taken.sum()))
+    group[group < 0] = len(sizes) - 1  # (only when log_a B rounds down; never in practice)
+    return group
+
+
+@dataclass
+class EosRejectionAscending(Heuristic):
+    """``eos_reject_ascending``: EOS early rejection with the ascending step-size schedule
+    (Yang et al. 2025, "Taming Masked Diffusion Language Models via Consistency Trajectory
+    Reinforcement Learning with Fewer Decoding Step", arXiv:2509.23924; EOSER and ASS).
+
+    Step ``i`` (0-based) of a block reveals ``ceil(growth**i)`` tokens (1, 2, 4, 8, ... for
+    ``growth = 2``: about log2(B) steps; the last step takes what is left). The candidates are
+    ranked by confidence, except that a position predicting end of text (its stop tokens at
+    least as likely as its top-1 token, ``eos >= confidence``) has its confidence scaled by
+    ``gamma_min + (gamma_max - gamma_min) * r``, ``r`` the fraction of the block revealed
+    once this step is done: end of text is held back early and treated normally at the end.
+    Stateless: the step is inferred from the block's revealed count. Needs :meth:`configure`.
+    """
+
+    name: ClassVar[str] = "eos_reject_ascending"
+    required_features: ClassVar[tuple[str, ...]] = ("eos",)
+    observation_keys: ClassVar[tuple[str, ...]] = ("confidence", "eos")
+    gamma_min: float = 0.4  # end-of-text scale at the start of a block, in [0, gamma_max]
+    gamma_max: float = 1.0  # end-of-text scale at its end, in [gamma_min, 1]
+    growth: float = 2.0  # tokens per step grow by this factor, > 1
+
+    def __post_init__(self) -> None:
+        self.gamma_max = check_real(self.name, "gamma_max", self.gamma_max, 0, 1, high_open=False)
+        self.gamma_min = check_real(
+            self.name, "gamma_min", self.gamma_min, 0, self.gamma_max, high_open=False
+        )
+        self.growth = check_real(self.name, "growth", self.growth, 1, low_open=True)
+
+    def boundaries(self) -> np.ndarray:
+        """(steps + 1,) positions of a block revealed after 0, 1, ... steps."""
+        if self.block_length is None:
+            raise RuntimeError(
+                f"{self.name}: call configure(gen_length=..., block_length=...) with the env's "
+                "settings before using the policy"
+            )
+        bounds, i = [0], 0
+        while bounds[-1] < self.block_length:
+            bounds.append(min(self.block_length, bounds[-1] + math.ceil(self.growth**i)))
+            i += 1
+        return np.array(bounds)
+
+    def _select(self, obs: dict[str, np.ndarray], active: np.ndarray) -> np.ndarray:
+        bounds = self.boundaries()
+        revealed = self.block_length - active.sum(axis=1)
+        step = np.clip(np.searchsorted(bounds, revealed, side="right") - 1, 0, len(bounds) - 2)
+        after = bounds[step + 1]
+        scale = self.gamma_min + (self.gamma_max - self.gamma_min) * after / self.block_length
+        confidence = obs["confidence"].astype(np.float64)
+        ends = obs["eos"] >= obs["confidence"]
+        score = np.where(ends, confidence * scale[:, None], confidence)
+        order = _sort_active(score, active, descending=True)
+        return _first_in_order(order, np.maximum(after - revealed, 0))
+
+
+@dataclass
+class PositionCalibrated(Heuristic):
+    """``pc_sampler``: PC-Sampler's position-aware weighting (Huang et al. 2025, "PC-Sampler:
+    Position-Aware Calibration of Decoding Bias in Masked Diffusion Models",
+    arXiv:2508.13021).
+
+    Reveals the ``k`` active positions of highest ``exp(-lam * i) * confidence``, ``i`` the
+    position in the generation (0 = first generated token): ``lam = 0`` is top-k confidence,
+    a large ``lam`` left to right (the paper: 0.25 for most tasks, 0.5 for Countdown, 0 for
+    Sudoku). The paper also calibrates the confidence with the predicted token's frequency in
+    a reference corpus (``-p * log p_corpus(token)``, clipped at ``alpha``); that corpus is not
+    part of an environment, so this policy uses the confidence as it is.
+    """
+
+    name: ClassVar[str] = "pc_sampler"
+    observation_keys: ClassVar[tuple[str, ...]] = ("confidence",)
+    lam: float = 0.25  # positional decay per token, >= 0
+    k: int = 1  # positions revealed per step, >= 1
+
+    def __post_init__(self) -> None:
+        self.lam = check_real(self.name, "lam", self.lam, 0)
+        self.k = check_int(self.name, "k", self.k, 1)
+
+    def _select(self, obs: dict[str, np.ndarray], active: np.ndarray) -> np.ndarray:
+        weight = np.exp(-self.lam * np.arange(active.shape[1], dtype=np.float64))
+        order = _sort_active(obs["confidence"] * weight[None, :], active, descending=True)
+        return _first_in_order(order, np.full(active.shape[0], self.k))
+
+
+@dataclass
 class LeftToRight(Heuristic):
     """``left_to_right``: the leftmost active position, one per step (autoregressive order,
     the slowest baseline: NFE = L)."""
@@ -386,6 +595,10 @@ POLICIES: dict[str, type[Heuristic]] = {
         EntropyBounded,
         EosLastThreshold,
         LeftToRight,
+        KLAdaptiveStability,
+        DilatedSchedule,
+        EosRejectionAscending,
+        PositionCalibrated,
     )
 }
 
@@ -401,6 +614,13 @@ DEFAULT_GRIDS: dict[str, list[dict[str, Any]]] = {
     "entropy_bounded": [{"gamma": g} for g in (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0)],
     "eos_last_threshold": [{"tau": t} for t in (0.5, 0.7, 0.9, 0.99)],
     "left_to_right": [{}],
+    "klass": [
+        {"kl_bound": b, "tau": t} for b, t in ((0.001, 0.9), (0.01, 0.9), (0.05, 0.9), (0.01, 0.7))
+    ],
+    "dilated": [{"a": a} for a in (2, 3, 4)],
+    "eos_reject_ascending": [{"gamma_min": g} for g in (0.1, 0.4, 0.7)]
+    + [{"gamma_min": 0.4, "growth": 1.5}],
+    "pc_sampler": [{"lam": lam} for lam in (0.0, 0.1, 0.25, 0.5)] + [{"lam": 0.25, "k": 2}],
 }
 
 

@@ -26,7 +26,7 @@ from dllm_gym.tasks import ArithTask
 ARITH = "DLLMUnmask-Arith-v0"
 L = gym.spec(ARITH).kwargs["gen_length"]
 BLOCK = gym.spec(ARITH).kwargs["block_length"]
-FEATURES = ("confidence", "margin", "entropy", "eos")
+FEATURES = ("confidence", "margin", "entropy", "eos", "kl")
 
 
 def observation(active, **entries) -> dict[str, np.ndarray]:
@@ -35,6 +35,7 @@ def observation(active, **entries) -> dict[str, np.ndarray]:
     obs = {"active": active, "mask": active.copy()}
     for key in FEATURES:
         obs[key] = np.asarray(entries.get(key, np.zeros(active.shape)), dtype=np.float32)
+    obs["progress"] = np.asarray(entries.get("progress", [0.5]), dtype=np.float32)
     return obs
 
 
@@ -271,6 +272,10 @@ ALL = [
     ("entropy_bounded", {"gamma": 0.5}),
     ("eos_last_threshold", {"tau": 0.6}),
     ("left_to_right", {}),
+    ("klass", {"kl_bound": 0.5, "tau": 0.3}),
+    ("dilated", {"a": 2}),
+    ("eos_reject_ascending", {"gamma_min": 0.2}),
+    ("pc_sampler", {"lam": 0.1, "k": 2}),
 ]
 
 
@@ -303,6 +308,8 @@ def test_batched_equals_rows_and_only_active_positions_are_set(name, hyperparame
         return
     for row in range(12):
         single = {key: value[row] for key, value in obs.items()}
+        if name == "klass":  # keeps a history per row: a fresh policy sees what the batch saw
+            policy = configured(name, 48, 16, **hyperparameters)
         assert np.array_equal(policy(single), action[row])
 
 
@@ -354,6 +361,18 @@ def test_registry_grids_and_labels():
         ("top_k", {}, r"top_k: missing hyperparameter 'steps_per_block'"),
         ("threshold", {"k": 2}, r"threshold: unknown hyperparameter 'k'; .*\['tau'\]"),
         ("nope", {}, r"unknown policy 'nope'; choose one of \['random', 'top_k', "),
+        ("klass", {"kl_bound": 0}, r"klass: kl_bound must be in \(0, inf\), got 0"),
+        ("klass", {"history": 0}, r"klass: history must be an integer in \[1, inf\), got 0"),
+        ("klass", {"tau": 1.2}, r"klass: tau must be in \[0, 1\], got 1\.2"),
+        ("dilated", {"a": 1}, r"dilated: a must be an integer in \[2, inf\), got 1"),
+        ("eos_reject_ascending", {"growth": 1.0}, r"eos_reject_ascending: growth must be in \(1,"),
+        (
+            "eos_reject_ascending",
+            {"gamma_min": 0.8, "gamma_max": 0.5},
+            r"eos_reject_ascending: gamma_min must be in \[0, 0\.5\], got 0\.8",
+        ),
+        ("pc_sampler", {"lam": -1}, r"pc_sampler: lam must be in \[0, inf\), got -1"),
+        ("pc_sampler", {"k": 0}, r"pc_sampler: k must be an integer in \[1, inf\), got 0"),
     ],
 )
 def test_invalid_hyperparameters_are_rejected(name, hyperparameters, message):
@@ -495,3 +514,67 @@ def test_policy_matches_the_reference_loops_on_a_random_model(
         assert torch.equal(env.unwrapped._state.generation[0], expected)
         assert np.array_equal(info["unmask_step"], order.numpy())
         assert info["nfe"] == expected_nfe
+
+
+# ------------------------------------------------------------------------------ newer samplers
+def test_klass_reveals_stable_confident_positions_and_falls_back_to_top_k():
+    policy = configured("klass", 8, 8, kl_bound=0.01, history=2, tau=0.8)
+    active = [1] * 8
+    confidence = [0.5, 0.95, 0.9, 0.6, 0.85, 0.2, 0.99, 0.7]
+    steady = [0.001, 0.001, 0.5, 0.001, 0.001, 0.001, 0.02, 0.001]
+
+    def step(progress, kl):
+        return revealed(policy(observation(active, confidence=confidence, kl=kl,
+                                           progress=[progress])))  # fmt: skip
+
+    assert step(1 / 8, [0] * 8) == [6]  # first forward: no history, the most confident
+    assert step(2 / 8, steady) == [6]  # one steady step of two: still the fallback
+    # Two steady steps: stable and >= 0.8 -> 1 and 4 (2 moved, 6 above the bound, 0 and 3
+    # below tau).
+    assert step(3 / 8, steady) == [1, 4]
+    assert step(1 / 8, steady) == [6]  # a new episode forgets the history
+    batch = configured("klass", 8, 8, kl_bound=0.01, history=1, tau=0.0)
+    obs = observation([active, active], confidence=[confidence] * 2, kl=[steady] * 2,
+                      progress=[[2 / 8], [1 / 8]])  # fmt: skip
+    assert [revealed(row) for row in batch(obs)] == [[0, 1, 3, 4, 5, 7], [6]]
+
+
+def test_dilated_reveals_far_apart_groups_in_log_a_steps():
+    policy = configured("dilated", 16, 16, a=2)
+    active = np.ones(16, dtype=np.int8)
+    steps = []
+    while active.any():
+        chosen = policy(observation(active))
+        steps.append(revealed(chosen))
+        active = active & ~chosen.astype(bool)
+    assert steps == [[0, 8], [4, 12], [2, 6, 10, 14], [1, 3, 5, 7, 9, 11, 13, 15]]
+    # Off the schedule (8 already revealed): the lowest group still active goes first.
+    partly = observation([1] * 8 + [0] + [1] * 7)
+    assert revealed(policy(partly)) == [0]
+    # A second block of a longer generation uses the same pattern, shifted.
+    second = configured("dilated", 32, 16, a=4)
+    assert revealed(second(observation([0] * 16 + [1] * 16))) == [16, 20, 24, 28]
+
+
+def test_eos_reject_ascending_doubles_the_step_and_holds_end_of_text_back_early():
+    policy = configured("eos_reject_ascending", 8, 8, gamma_min=0.4, gamma_max=1.0)
+    assert policy.boundaries().tolist() == [0, 1, 3, 7, 8]
+    confidence = [0.6, 0.95, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05]
+    eos = [0.0, 0.95, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]  # position 1 predicts end of text
+    # Step 1 reveals 1; end of text scaled by 0.4 + 0.6 * 1/8 = 0.475: 0.451 < 0.6.
+    assert revealed(policy(observation([1] * 8, confidence=confidence, eos=eos))) == [0]
+    # Step 2 (1 revealed) reveals 2; scale 0.4 + 0.6 * 3/8 = 0.625: 0.594 > 0.5 and 0.4.
+    second = observation([0] + [1] * 7, confidence=confidence, eos=eos)
+    assert revealed(policy(second)) == [1, 2]
+    # Step 3 (3 revealed) reveals 4, the last step the one left.
+    assert revealed(policy(observation([0] * 3 + [1] * 5, confidence=confidence))) == [3, 4, 5, 6]
+    assert revealed(policy(observation([0] * 7 + [1], confidence=confidence))) == [7]
+
+
+def test_pc_sampler_weights_confidence_by_position():
+    confidence = [0.5, 0.0, 0.0, 0.0, 0.9, 0.0, 0.0, 0.0]
+    obs = observation([1] * 8, confidence=confidence)
+    # exp(-0.25 * 4) * 0.9 = 0.33 < 0.5: the earlier position wins; without decay the later.
+    assert revealed(configured("pc_sampler", 8, 8, lam=0.25)(obs)) == [0]
+    assert revealed(configured("pc_sampler", 8, 8, lam=0.0)(obs)) == [4]
+    assert revealed(configured("pc_sampler", 8, 8, lam=0.1, k=2)(obs)) == [0, 4]
