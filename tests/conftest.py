@@ -74,3 +74,37 @@ def gsm8k_dir(tmp_path) -> Path:
         lines = "\n".join(json.dumps(r) for r in records) + "\n"
         (tmp_path / f"{split}.jsonl").write_text(lines, encoding="utf-8")
     return tmp_path
+
+
+# Two MATH-500-style and two HumanEval-style problems written for these tests.
+MATH500_FIXTURE = [
+    {"problem": "What is $1 + \\frac{1}{2}$?", "answer": "\\frac{3}{2}"},
+    {"problem": "Solve $2x = 10$ for $x$.", "answer": "5"},
+]
+HUMANEVAL_FIXTURE = [
+    {
+        "task_id": "Test/0",
+        "prompt": 'def add(a, b):\n    """The sum of a and b."""\n',
+        "canonical_solution": "    return a + b\n",
+        "test": "def check(candidate):\n    assert candidate(2, 3) == 5\n",
+        "entry_point": "add",
+    },
+    {
+        "task_id": "Test/1",
+        "prompt": 'def double(x):\n    """Twice x."""\n',
+        "canonical_solution": "    return 2 * x\n",
+        "test": "def check(candidate):\n    assert candidate(4) == 8\n",
+        "entry_point": "double",
+    },
+]
+
+
+@pytest.fixture()
+def task_data_files(tmp_path, gsm8k_dir) -> dict[str, Path]:
+    """Local data of the tasks that read files (GSM8K, MATH-500, HumanEval)."""
+    files = {"gsm8k": gsm8k_dir}
+    for name, records in (("math500", MATH500_FIXTURE), ("humaneval", HUMANEVAL_FIXTURE)):
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text("\n".join(json.dumps(r) for r in records) + "\n", encoding="utf-8")
+        files[name] = path
+    return files

@@ -24,31 +24,38 @@ L = gym.spec(ARITH).kwargs["gen_length"]
 BLOCK = gym.spec(ARITH).kwargs["block_length"]
 
 
-def buildable_overrides(entry, gsm8k_dir) -> dict:
-    """Settings that make a registered id runnable here: GSM8K ids on the embedded model."""
-    if entry.settings["task"] != "gsm8k":
+def buildable_overrides(entry, data_files) -> dict:
+    """Settings that make a registered id runnable here: the ids of LLaDA-8B on the embedded
+    model, with local data for the tasks that read files."""
+    if entry.settings["model"] == "embedded":
         return {}
     block = min(entry.settings["block_length"], 64)  # 32 stays semi-AR, 256 full diffusion
-    return {"model": "embedded", "data_files": gsm8k_dir, "gen_length": 64, "block_length": block}
+    overrides = {"model": "embedded", "gen_length": 64, "block_length": block}
+    if entry.settings["task"] in data_files:
+        overrides["data_files"] = data_files[entry.settings["task"]]
+    return overrides
 
 
-def test_every_registered_id_passes_check_env(gsm8k_dir):
+def test_every_registered_id_passes_check_env(task_data_files):
     entries = read_registry()
     assert {e.env_id for e in entries} >= {
         "DLLMUnmask-GSM8K-v0",
         "DLLMUnmask-GSM8K-FullDiffusion-v0",
         ARITH,
         ARITH_FULL,
-    }
+        *(f"DLLMUnmask-{name}-{kind}"
+          for name in ("MATH500", "HumanEval", "Countdown", "Sudoku")
+          for kind in ("v0", "FullDiffusion-v0")),
+    }  # fmt: skip
     for entry in entries:
         assert entry.env_id in gym.registry
-        env = gym.make(entry.env_id, **buildable_overrides(entry, gsm8k_dir))
+        env = gym.make(entry.env_id, **buildable_overrides(entry, task_data_files))
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             check_env(env.unwrapped, skip_render_check=True)
         for mode in ("ansi", "rgb_array"):
             rendered = gym.make(
-                entry.env_id, render_mode=mode, **buildable_overrides(entry, gsm8k_dir)
+                entry.env_id, render_mode=mode, **buildable_overrides(entry, task_data_files)
             )
             with warnings.catch_warnings():
                 warnings.simplefilter("error")
@@ -421,3 +428,25 @@ def test_the_wheel_ships_the_registry_of_the_repository(tmp_path):
         names = set(archive.namelist())
     assert shipped == (root / "envs_registry.yaml").read_bytes()
     assert "dllm_gym/models/embedded/model.safetensors" in names
+
+
+@pytest.mark.parametrize(
+    ("env_id", "scorer"),
+    [
+        ("DLLMUnmask-MATH500-v0", {"math-verify", "normalized-string"}),
+        ("DLLMUnmask-HumanEval-v0", {"unit-tests"}),
+        ("DLLMUnmask-Countdown-v0", {"exact-expression"}),
+        ("DLLMUnmask-Sudoku-v0", {"sudoku-rules"}),
+        (ARITH, {"number"}),
+    ],
+)
+def test_an_episode_of_each_task_ends_with_its_scorer(task_data_files, env_id, scorer):
+    entry = next(e for e in read_registry() if e.env_id == env_id)
+    env = gym.make(env_id, **buildable_overrides(entry, task_data_files))
+    obs, _ = env.reset(seed=0)
+    terminated = truncated = False
+    while not (terminated or truncated):
+        obs, reward, terminated, truncated, info = env.step(obs["active"])  # a block a step
+    assert info["scorer"] in scorer
+    assert isinstance(info["correct"], bool) and (reward > 0) == info["correct"]
+    env.close()

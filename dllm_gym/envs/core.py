@@ -105,6 +105,7 @@ class Workload:
             "correct": correct,
             "answer": [self.task.extract_answer(t) for t in texts],
             "reference": [p.reference for p in problems],
+            "scorer": [self.task.scorer] * len(rows),
             "text": texts,
             "tokens_per_nfe": revealed / nfe,
             "full_forwards": state.full_forwards.index_select(0, rows_t).cpu().numpy(),

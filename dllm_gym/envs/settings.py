@@ -14,6 +14,7 @@ from dllm_gym.models.loading import BACKENDS
 from dllm_gym.tasks import TASKS
 
 REWARDS = ("multiplicative", "additive")
+DATA_FILE_TASKS = ("gsm8k", "math500", "humaneval")  # tasks that read local files
 
 
 class UnknownSettingError(ValueError, TypeError):
@@ -110,8 +111,11 @@ class EnvSettings:
             raise ValueError(f"temperature must be a number >= 0, got {self.temperature!r}")
         if self.max_nfe is not None and (not isinstance(self.max_nfe, int) or self.max_nfe < 1):
             raise ValueError(f"max_nfe must be a positive integer or None, got {self.max_nfe!r}")
-        if self.data_files is not None and self.task != "gsm8k":
-            raise ValueError(f"data_files is a setting of task='gsm8k', not of task={self.task!r}")
+        if self.data_files is not None and self.task not in DATA_FILE_TASKS:
+            raise ValueError(
+                f"data_files is a setting of the tasks {list(DATA_FILE_TASKS)}, not of "
+                f"task={self.task!r}"
+            )
 
 
 def _choice(name: str, value: object, choices: tuple[str, ...]) -> None:

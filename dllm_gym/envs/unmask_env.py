@@ -99,7 +99,8 @@ class UnmaskEnv(gym.Env[dict, np.ndarray]):
        max_episode_steps=n)` gives the vector env the same cap, truncating at `n` steps).
 
     A finished episode of `n` steps has NFE = `n`. Its last `info` holds `correct`, `answer`
-    (extracted), `reference`, `text` (the decoded generation), `tokens_per_nfe` and
+    (extracted), `reference`, `scorer` (how the task compared them: `number`, `math-verify`,
+    `unit-tests`, ...), `text` (the decoded generation), `tokens_per_nfe` and
     `unmask_step` (the step at which each position was revealed, -1 if never: the decoding
     order), `full_forwards`, `window_forwards` and `cache` (see Key/value cache). Every
     `info` holds `nfe`.

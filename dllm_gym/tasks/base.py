@@ -28,6 +28,7 @@ class Task(ABC):
 
     name: str = "task"
     splits: tuple[str, ...] = ("train", "test")
+    scorer: str = "number"  # how answers are compared (the env's info "scorer")
 
     @abstractmethod
     def problems(self, split: str) -> Sequence[Problem]:
