@@ -52,7 +52,10 @@ def policy_label(policy: Policy) -> str:
     return f"{name}({format_hyperparameters(hyperparameters(policy))})"
 
 
-def format_hyperparameters(values: Mapping[str, Any]) -> str:
+def format_hyperparameters(values: Mapping[str, Any] | str) -> str:
+    """``k=1, seed=0``; a string (a table's text, read back) as it is."""
+    if isinstance(values, str):
+        return values
     return ", ".join(f"{k}={v if isinstance(v, str) else repr(v)}" for k, v in values.items())
 
 
