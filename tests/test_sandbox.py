@@ -8,6 +8,7 @@ import socket
 import stat
 import textwrap
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,7 @@ def test_passing_code_passes():
     assert result.stdout == "hello 6\n"
     assert result.stderr == "oops\n"
     assert result.namespaces == CAPABILITIES.namespaces
+    assert result.read_only_root == CAPABILITIES.read_only_root
 
 
 def test_failing_assert_fails():
@@ -255,35 +257,162 @@ def test_network_namespace_holds_when_the_guard_is_bypassed(listener):
 
 
 @pytest.mark.skipif("pid" not in CAPABILITIES.namespaces, reason="unshare --pid is not permitted")
-def test_pid_namespace_kills_escaped_processes(tmp_path):
+def test_pid_namespace_kills_escaped_processes():
     # Bypass the guard (a fresh copy of the builtin posix module) to fork a process that leaves
-    # the process group; it must still die with the run.
-    heartbeat = tmp_path / "heartbeat"
+    # the process group; it must still die with the run. It beats on stdout, since with the
+    # read-only file system it cannot write anywhere the test could look later.
     result = run(
-        f"""
+        """
         import importlib.machinery, importlib.util, os, time
         posix = importlib.util.module_from_spec(
             importlib.machinery.BuiltinImporter.find_spec("posix")
         )
-        print(os.getpid(), flush=True)
+        print(os.getpid(), os.path.dirname(os.getcwd()), flush=True)
         if posix.fork() == 0:
             posix.setsid()
             while True:
-                fd = posix.open({str(heartbeat)!r}, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-                posix.write(fd, str(time.time()).encode())
-                posix.close(fd)
+                posix.write(1, b"beat\\n")
                 time.sleep(0.05)
         time.sleep(60)
         """,
         timeout=1.5,
     )
     assert result.timed_out
-    assert result.stdout.split() == ["1"]  # the program was the namespace's init
-    assert heartbeat.exists()  # the escaped process ran ...
-    time.sleep(0.3)
-    beat = heartbeat.stat().st_mtime_ns
-    time.sleep(0.5)
-    assert heartbeat.stat().st_mtime_ns == beat  # ... and is gone
+    first, *beats = result.stdout.splitlines()
+    pid, root = first.split()
+    assert pid == "1"  # the program was the namespace's init
+    assert beats and set(beats) == {"beat"}  # the escaped process ran ...
+    deadline = time.monotonic() + 2.0
+    while sandbox_processes(root) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sandbox_processes(root) == []  # ... and is gone
+
+
+needs_read_only_root = pytest.mark.skipif(
+    not CAPABILITIES.read_only_root,
+    reason="sandbox_capabilities().read_only_root is False: unshare --mount (or remounting "
+    "read-only in it) does not work here, so only the in-child guard protects the file system",
+)
+
+# Tries each write in turn, without stopping, and prints how each ended.
+TRY_WRITES = """
+import errno, os
+
+def attempt(what, action):
+    try:
+        action()
+    except OSError as error:
+        print(what, errno.errorcode.get(error.errno, error.errno))
+    else:
+        print(what, "done")
+"""
+
+
+@needs_read_only_root
+def test_read_only_root_holds_with_the_guard_off(tmp_path):
+    marker = tmp_path / "marker.txt"
+    marker.write_text("keep me")
+    new = tmp_path / "new.txt"
+    outside_tmp = Path("/tmp") / f"dllm-gym-sandbox-test-{uuid.uuid4().hex}"
+    code = TRY_WRITES + textwrap.dedent(
+        f"""
+        attempt("write", lambda: open({str(new)!r}, "w").write("created"))
+        attempt("remove", lambda: os.remove({str(marker)!r}))
+        attempt("overwrite", lambda: open({str(marker)!r}, "w").write("overwritten"))
+        attempt("rename", lambda: os.rename({str(marker)!r}, {str(new)!r}))
+        attempt("tmp", lambda: open({str(outside_tmp)!r}, "w").write("created"))
+        attempt("mkdir", lambda: os.mkdir({str(outside_tmp)!r}))
+        """
+    )
+    try:
+        result = run(code, guard=False)
+        assert result.passed, result.stderr
+        assert result.read_only_root
+        assert "sandbox:" not in result.stderr  # the guard really was off
+        outcomes = dict(line.split() for line in result.stdout.splitlines())
+        assert outcomes == dict.fromkeys(
+            ["write", "remove", "overwrite", "rename", "tmp", "mkdir"], "EROFS"
+        )
+        assert marker.read_text() == "keep me"
+        assert sorted(path.name for path in tmp_path.iterdir()) == ["marker.txt"]
+        assert not outside_tmp.exists()
+    finally:
+        if outside_tmp.is_dir():
+            outside_tmp.rmdir()
+        elif outside_tmp.exists():
+            outside_tmp.unlink()
+
+
+@needs_read_only_root
+def test_read_only_root_cannot_be_undone(tmp_path):
+    # With the guard off, ctypes can call mount(2) directly: in the child's own namespaces (no
+    # capabilities left) and in a new, nested user and mount namespace (full capabilities
+    # there, but the kernel locks the read-only flags of the mounts it inherits).
+    target = tmp_path / "target.txt"
+    target.write_text("original")
+    code = TRY_WRITES + textwrap.dedent(
+        f"""
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_void_p]
+        MS_REMOUNT, MS_BIND = 32, 4096
+
+        def call(result):
+            if result != 0:
+                error = ctypes.get_errno()
+                raise OSError(error, os.strerror(error))
+
+        def remount_writable():
+            call(libc.mount(None, b"/", None, MS_REMOUNT | MS_BIND, None))
+
+        def unmount_work():
+            call(libc.umount2(os.getcwd().encode(), 2))  # MNT_DETACH
+
+        def write():
+            open({str(target)!r}, "w").write("overwritten")
+
+        attempt("remount", remount_writable)
+        attempt("umount", unmount_work)
+        attempt("write", write)
+        attempt("nested", lambda: call(libc.unshare(0x10000000 | 0x00020000)))  # USER | NS
+        attempt("nested-remount", remount_writable)
+        attempt("nested-write", write)
+        """
+    )
+    result = run(code, guard=False)
+    assert result.passed, result.stderr
+    outcomes = dict(line.split() for line in result.stdout.splitlines())
+    assert outcomes["remount"] == "EPERM"
+    assert outcomes["umount"] == "EPERM"
+    assert outcomes["write"] == "EROFS"
+    assert outcomes["nested-remount"] == "EPERM" or outcomes["nested"] != "done"
+    assert outcomes["nested-write"] == "EROFS"
+    assert target.read_text() == "original"
+
+
+@pytest.mark.parametrize("guard", [True, False], ids=["guard", "guard-off"])
+def test_its_temp_dir_stays_writable(guard):
+    result = run(
+        """
+        import os, tempfile
+        with open("notes.txt", "w") as f:
+            f.write("written in the work dir")
+        os.makedirs("sub/deeper")
+        os.rename("notes.txt", "sub/deeper/notes.txt")
+        with open(os.path.join(os.getcwd(), "sub", "deeper", "notes.txt")) as f:
+            print(f.read())
+        with tempfile.TemporaryFile() as f:
+            f.write(b"scratch")
+            f.seek(0)
+            print(f.read().decode())
+        with open(os.devnull, "w") as f:
+            f.write("discarded")
+        """,
+        guard=guard,
+    )
+    assert result.passed, result.stderr
+    assert result.stdout == "written in the work dir\nscratch\n"
+    assert result.read_only_root == CAPABILITIES.read_only_root
 
 
 def test_modules_that_bypass_the_guard_cannot_be_imported():
@@ -338,7 +467,11 @@ def test_capabilities_describe_the_layers():
     assert set(CAPABILITIES.namespaces) <= {"user", "net", "pid"}
     assert CAPABILITIES.network_isolated == ("net" in CAPABILITIES.namespaces)
     assert {"RLIMIT_AS", "RLIMIT_CPU", "RLIMIT_FSIZE"} <= set(CAPABILITIES.rlimits)
-    assert run("pass", namespaces=False).namespaces == ()
+    assert isinstance(CAPABILITIES.read_only_root, bool)
+    if CAPABILITIES.read_only_root:  # it builds on the user and PID namespaces
+        assert {"user", "pid"} <= set(CAPABILITIES.namespaces)
+    bare = run("pass", namespaces=False)
+    assert bare.namespaces == () and not bare.read_only_root
 
 
 @pytest.mark.parametrize(

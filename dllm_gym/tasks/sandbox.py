@@ -15,7 +15,19 @@ OS-enforced (the child cannot undo them from Python):
   network and PID namespaces. The user namespace drops the child's privileges outside it;
   the network namespace has only a down loopback, so nothing can be reached; in the PID
   namespace the child cannot signal any other process, and every process it starts dies with
-  it.
+  it;
+* where the user and PID namespaces work and so does a mount namespace (probed once, see
+  ``read_only_root``), a new mount namespace in which, before the code runs, the work directory
+  is bind-mounted onto itself and every other mount (``/``, ``/tmp``, ``/dev/shm``, ...) is
+  remounted read-only. Failures are tolerated only for kernel file systems (proc, sysfs,
+  cgroup, ...); every other mount is checked, and the child exits with code 125 rather than
+  run the code if one is still writable. Where the kernel allows it, ``/proc`` is replaced by
+  one of the PID namespace. Then every capability is dropped (effective, permitted,
+  inheritable, ambient and bounding sets; no new privileges), so the code cannot remount
+  anything writable again, and in a nested user namespace the kernel keeps the read-only flags
+  locked. Writing, creating or deleting files anywhere but in the work directory fails with
+  EROFS whatever the code does, the guard's blind spots included (device nodes such as
+  ``/dev/null`` stay writable, and so do the child's stdout and stderr files).
 
 Best effort only (Python code can defeat it, e.g. through ``socket.socket.__mro__`` or a fresh
 copy of the builtin ``posix`` module):
@@ -32,8 +44,9 @@ copy of the builtin ``posix`` module):
 
 Not enforced: reading files (the child can read whatever this user can), and, without a working
 ``unshare``, network access and processes outliving the group kill are stopped by the guard
-alone. The child runs as this process's user, so when that is root only the guard stands
-between the code and the rest of the file system. The limits are set in ``preexec_fn``, which
+alone. The child runs as this process's user, so without the read-only mount layer (see
+:func:`sandbox_capabilities`) and when that user is root only the guard stands between the
+code and the rest of the file system. The limits are set in ``preexec_fn``, which
 CPython documents as unsafe in a process with threads (rarely a deadlock). POSIX (Linux) only.
 """
 
@@ -57,7 +70,7 @@ from dataclasses import dataclass
 # Limits that do not depend on the call.
 OPEN_FILES = 64
 PROBE_TIMEOUT = 10.0
-_NAMESPACE_FLAGS = {"user": "--map-root-user", "net": "--net", "pid": "--pid"}
+_NAMESPACE_FLAGS = {"user": "--map-root-user", "net": "--net", "pid": "--pid", "mount": "--mount"}
 # The namespace sets tried in order; the first that runs Python is used.
 _NAMESPACE_CANDIDATES: tuple[tuple[str, ...], ...] = (
     ("user", "net", "pid"),
@@ -66,7 +79,8 @@ _NAMESPACE_CANDIDATES: tuple[tuple[str, ...], ...] = (
     ("net",),
 )
 
-# Run in the child before the code: installs the guard, then runs program.py (as run_name).
+# Run in the child before the code: locks the file system (argv[3] == "1"; in a new mount
+# namespace), installs the guard (argv[4] == "1"), then runs program.py (argv[1]) as argv[2].
 _GUARD_SOURCE = r'''"""Sandbox guard (dllm_gym.tasks.sandbox): runs file argv[1] named argv[2]."""
 
 import _io
@@ -300,9 +314,116 @@ def _install():
         sys.modules[name] = None  # C code that could call libc, raise limits or write files
 
 
+# File systems whose mounts may stay writable when remounting them read-only fails: the kernel
+# guards their files itself (or they hold no files one could damage).
+_SPECIAL_FS = frozenset(
+    b"proc sysfs cgroup cgroup2 devpts mqueue debugfs tracefs securityfs pstore bpf configfs"
+    b" fusectl hugetlbfs binfmt_misc autofs efivarfs nsfs rpc_pipefs selinuxfs nfsd".split()
+)
+_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 1, 2, 4, 8
+_MS_REMOUNT, _MS_BIND = 32, 4096
+_KEPT_FLAGS = ((b"nosuid", _MS_NOSUID), (b"nodev", _MS_NODEV), (b"noexec", _MS_NOEXEC))
+
+
+def _unescape(field):
+    """A mountinfo path: spaces, tabs, newlines and backslashes are written as octal escapes."""
+    parts = field.split(b"\\")
+    out = [parts[0]]
+    for part in parts[1:]:
+        if len(part) >= 3 and all(48 <= c <= 55 for c in part[:3]):
+            out.append(bytes([int(part[:3], 8)]) + part[3:])
+        else:
+            out.append(b"\\" + part)
+    return b"".join(out)
+
+
+def _lock_file_system():
+    """Make every mount read-only but a bind mount of the work directory; drop all capabilities.
+
+    Runs as root of the new user namespace, which owns the new mount namespace, before any
+    untrusted code. Dropping the capabilities keeps that code from remounting anything
+    writable again (or unmounting the work directory's mount).
+    """
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_void_p]
+    libc.prctl.argtypes = [ctypes.c_int] + [ctypes.c_ulong] * 4
+
+    def call(result, what):
+        if result != 0:
+            error = ctypes.get_errno()
+            raise OSError(error, f"{what}: {os.strerror(error)}")
+
+    def mount(source, target, fstype, flags):
+        call(libc.mount(source, target, fstype, flags, None), f"mount {target!r}")
+
+    root = os.fsencode(_ROOT)
+    mount(root, root, None, _MS_BIND)  # its own mount, left writable
+    with open("/proc/self/mountinfo", "rb") as table:
+        mounts = []
+        for line in table:
+            fields = line.split()
+            kind = fields[fields.index(b"-") + 1]
+            mounts.append((_unescape(fields[4]), fields[5].split(b","), kind))
+    for point, options, _ in mounts:
+        if point == root:
+            continue
+        flags = _MS_REMOUNT | _MS_BIND | _MS_RDONLY
+        flags |= sum(flag for name, flag in _KEPT_FLAGS if name in options)  # locked flags
+        try:
+            mount(None, point, None, flags)
+        except OSError:
+            pass  # checked below
+    for point, _, kind in mounts:
+        if point == root or kind in _SPECIAL_FS:
+            continue
+        try:
+            writable = not os.statvfs(point).f_flag & os.ST_RDONLY
+        except FileNotFoundError:
+            continue  # hidden under another mount
+        if writable:
+            raise OSError(f"{os.fsdecode(point)!r} could not be made read-only")
+    os.chdir(_ROOT)  # the cwd still goes through the (now read-only) mount below the bind
+    # Where the PID namespace allows it, a /proc of its own: no other processes are visible.
+    try:
+        mount(b"proc", b"/proc", b"proc", _MS_RDONLY | _MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
+    except OSError:
+        pass
+
+    # Drop every capability, for good: the bounding and ambient sets too, so that no execve
+    # (uid 0 gets the bounding set) hands any back; and no new privileges through execve.
+    with open("/proc/sys/kernel/cap_last_cap", "rb") as last:
+        for cap in range(int(last.read()) + 1):
+            libc.prctl(24, cap, 0, 0, 0)  # PR_CAPBSET_DROP
+    libc.prctl(47, 4, 0, 0, 0)  # PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL
+    libc.prctl(28, 0x2F, 0, 0, 0)  # PR_SET_SECUREBITS: noroot, no_setuid_fixup, locked
+    call(libc.prctl(38, 1, 0, 0, 0), "PR_SET_NO_NEW_PRIVS")
+
+    class Header(ctypes.Structure):
+        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+    class Data(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_uint32) for name in ("effective", "permitted", "inheritable")]
+
+    call(libc.capset(ctypes.byref(Header(0x20080522, 0)), (Data * 2)()), "capset")
+    with open("/proc/self/status", "rb") as status:
+        for line in status:
+            if line.startswith(b"Cap") and int(line.split()[1], 16):
+                raise OSError(f"capabilities are left: {line.decode().strip()}")
+
+
 def _main():
     program, run_name = sys.argv[1], sys.argv[2]
-    _install()
+    if sys.argv[3] == "1":
+        try:
+            _lock_file_system()
+        except Exception as error:
+            sys.stderr.write(f"sandbox: could not make the file system read-only: {error}\n")
+            sys.stderr.flush()
+            os._exit(125)
+    if sys.argv[4] == "1":
+        _install()
     sys.argv = [program]
     runpy.run_path(program, run_name=run_name)
 
@@ -317,11 +438,14 @@ class SandboxCapabilities:
 
     ``namespaces`` holds the namespaces the child runs in (a subset of ``("user", "net",
     "pid")``, empty when ``unshare`` does not work here); ``rlimits`` the resource limits set.
-    The in-child guard is always installed.
+    ``read_only_root`` says whether the child also runs in a new mount namespace where every
+    mount but its work directory is read-only and it holds no capabilities (needs the user and
+    PID namespaces; probed once). The in-child guard is always installed.
     """
 
     namespaces: tuple[str, ...]
     rlimits: tuple[str, ...]
+    read_only_root: bool = False
 
     @property
     def network_isolated(self) -> bool:
@@ -336,7 +460,8 @@ class SandboxResult:
     ``passed`` is True when the program exited with code 0 within the timeout. ``returncode``
     is the exit code, negative for a signal (``-9`` when killed at the timeout). ``stdout``
     and ``stderr`` are the tails of the output, decoded as UTF-8. ``namespaces`` are those
-    the child ran in.
+    the child ran in; ``read_only_root`` whether the rest of the file system was read-only to
+    it (see :class:`SandboxCapabilities`).
     """
 
     passed: bool
@@ -346,6 +471,7 @@ class SandboxResult:
     stderr: str
     elapsed: float
     namespaces: tuple[str, ...] = ()
+    read_only_root: bool = False
 
     @property
     def network_isolated(self) -> bool:
@@ -354,10 +480,15 @@ class SandboxResult:
 
 
 def sandbox_capabilities() -> SandboxCapabilities:
-    """The namespaces and resource limits :func:`run_python` uses here (probed once)."""
+    """The namespaces, resource limits and read-only file system :func:`run_python` uses here.
+
+    Probed once per process (the first call runs a few short children).
+    """
     namespaces, _ = _namespace_prefix()
     rlimits = ("RLIMIT_AS", "RLIMIT_CPU", "RLIMIT_FSIZE", "RLIMIT_CORE", "RLIMIT_NOFILE")
-    return SandboxCapabilities(namespaces=namespaces, rlimits=rlimits)
+    return SandboxCapabilities(
+        namespaces=namespaces, rlimits=rlimits, read_only_root=_read_only_prefix() is not None
+    )
 
 
 @functools.lru_cache(maxsize=1)
@@ -384,6 +515,38 @@ def _namespace_prefix() -> tuple[tuple[str, ...], tuple[str, ...]]:
     return (), ()
 
 
+@functools.lru_cache(maxsize=1)
+def _read_only_prefix() -> tuple[str, ...] | None:
+    """The ``unshare`` prefix that adds a mount namespace, if the read-only layer works here.
+
+    It needs the user namespace (to own the mount namespace) and the PID namespace (a /proc of
+    its own, and no way to reach processes outside). The probe runs the real bootstrap without
+    the guard and checks that a write next to the work directory fails with EROFS while one
+    inside it succeeds.
+    """
+    namespaces, _ = _namespace_prefix()
+    unshare = shutil.which("unshare")
+    if unshare is None or not {"user", "pid"} <= set(namespaces):
+        return None
+    prefix = _unshare_command(unshare, (*namespaces, "mount"))
+    code = (
+        "import errno, os\n"
+        "try:\n"
+        "    open(os.path.join(os.path.dirname(os.getcwd()), 'outside'), 'w')\n"
+        "except OSError as error:\n"
+        "    print(errno.errorcode.get(error.errno))\n"
+        "with open('inside', 'w') as f:\n"
+        "    f.write('written')\n"
+        "with open('inside') as f:\n"
+        "    print(f.read())\n"
+    )
+    try:
+        probe = _run(code, PROBE_TIMEOUT, 1024, 1, 2000, prefix, (), True, False, "__main__")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return prefix if probe.passed and probe.stdout == "EROFS\nwritten\n" else None
+
+
 def _unshare_command(unshare: str, namespaces: Sequence[str]) -> tuple[str, ...]:
     flags = [_NAMESPACE_FLAGS[name] for name in namespaces]
     if "pid" in namespaces:
@@ -401,6 +564,7 @@ def run_python(
     output_limit: int = 20_000,
     namespaces: bool = True,
     run_name: str = "__main__",
+    guard: bool = True,
 ) -> SandboxResult:
     """Run ``code`` as a Python program in a sandboxed child process (see the module notes).
 
@@ -410,10 +574,13 @@ def run_python(
         memory_mb: the child's address-space limit in MiB.
         file_size_mb: the largest file (stdout and stderr included) the child may write, MiB.
         output_limit: how many bytes from the end of stdout and of stderr to keep.
-        namespaces: run the child in new user, network and PID namespaces where ``unshare``
-            allows it; False skips them.
+        namespaces: run the child in new user, network and PID namespaces, and with a
+            read-only file system outside its work directory, where ``unshare`` allows it;
+            False skips them.
         run_name: the program's ``__name__``; another name than ``"__main__"`` skips its
             ``if __name__ == "__main__":`` blocks.
+        guard: for tests only (to check the OS layers on their own): False skips the in-child
+            guard. Never pass it for untrusted code.
     """
     if not isinstance(code, str):
         raise TypeError(f"code must be a str of Python source, got {type(code).__name__}")
@@ -434,6 +601,36 @@ def run_python(
         )
 
     used, prefix = _namespace_prefix() if namespaces else ((), ())
+    read_only_prefix = _read_only_prefix() if namespaces else None
+    if read_only_prefix is not None:
+        prefix = read_only_prefix
+    return _run(
+        code,
+        timeout,
+        memory_mb,
+        file_size_mb,
+        output_limit,
+        prefix,
+        used,
+        read_only_prefix is not None,
+        guard,
+        run_name,
+    )
+
+
+def _run(
+    code: str,
+    timeout: float,
+    memory_mb: int,
+    file_size_mb: int,
+    output_limit: int,
+    prefix: Sequence[str],
+    used: tuple[str, ...],
+    read_only: bool,
+    guard: bool,
+    run_name: str,
+) -> SandboxResult:
+    """Run ``code`` with checked arguments, behind ``prefix`` (``unshare ... --`` or nothing)."""
     limits = _rlimits(timeout, memory_mb, file_size_mb)
     temporary = tempfile.TemporaryDirectory(prefix="dllm-gym-sandbox-", ignore_cleanup_errors=True)
     with temporary as root:
@@ -441,8 +638,8 @@ def run_python(
         os.mkdir(work, 0o700)
         guard_path = os.path.join(root, "guard.py")
         program_path = os.path.join(root, "program.py")
-        with open(guard_path, "w", encoding="utf-8") as guard:
-            guard.write(_GUARD_SOURCE)
+        with open(guard_path, "w", encoding="utf-8") as guard_file:
+            guard_file.write(_GUARD_SOURCE)
         with open(program_path, "w", encoding="utf-8") as program:
             program.write(code)
         env = {
@@ -452,7 +649,9 @@ def run_python(
             "LANG": "C.UTF-8",
             "LC_ALL": "C.UTF-8",
         }
+        flags = ["1" if read_only else "0", "1" if guard else "0"]
         argv = [*prefix, sys.executable, "-I", "-B", "-u", guard_path, program_path, run_name]
+        argv += flags
         stdout_path = os.path.join(root, "stdout")
         stderr_path = os.path.join(root, "stderr")
         with open(stdout_path, "wb") as stdout, open(stderr_path, "wb") as stderr:
@@ -483,6 +682,7 @@ def run_python(
             stderr=_tail(stderr_path, output_limit),
             elapsed=elapsed,
             namespaces=used,
+            read_only_root=read_only,
         )
 
 
