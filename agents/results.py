@@ -60,15 +60,16 @@ def accuracy_vs_nfe_figure(summaries: Sequence[Mapping[str, Any]], title: str):
         figure = Figure(figsize=(11, 5.5), layout="constrained")
         FigureCanvasAgg(figure)  # a renderer, to measure the numbers' extents
         ax = figure.add_subplot()
-        for name, group in families.items():
+        markers = "os^Dv<>ph*"  # ten colours cycle; a new marker with each cycle
+        for number, (name, group) in enumerate(families.items()):
             group = sorted(group, key=lambda s: float(s["mean_nfe"]))
             x = np.array([float(s["mean_nfe"]) for s in group])
             y = np.array([100 * float(s["accuracy"]) for s in group])
             low = np.array([100 * float(s["accuracy_ci95"][0]) for s in group])
             high = np.array([100 * float(s["accuracy_ci95"][1]) for s in group])
             ax.errorbar(
-                x, y, yerr=[y - low, high - y], marker="o", markersize=6, linewidth=1.5,
-                capsize=3, label=name,
+                x, y, yerr=[y - low, high - y], marker=markers[number // 10 % len(markers)],
+                markersize=6, linewidth=1.5, capsize=3, label=name,
             )  # fmt: skip
         points = _points(summaries)
         front = [summaries[i] for i in pareto_front(points)]
