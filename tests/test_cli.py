@@ -28,8 +28,12 @@ def test_list_shows_every_registered_id_with_its_settings(capsys):
         "DLLMUnmask-GSM8K-FullDiffusion-v0",
         "DLLMUnmask-Arith-v0",
         "DLLMUnmask-Arith-FullDiffusion-v0",
-    }
+        *(f"DLLMUnmask-{name}-{kind}"
+          for name in ("MATH500", "HumanEval", "Countdown", "Sudoku")
+          for kind in ("v0", "FullDiffusion-v0")),
+    }  # fmt: skip
     assert "| arith | embedded | 48 | 16 |" in rows[ARITH]
+    assert "| humaneval | GSAI-ML/LLaDA-8B-Instruct | 512 | 32 |" in rows["DLLMUnmask-HumanEval-v0"]
 
 
 def test_eval_prints_and_writes_the_same_summary(capsys, tmp_path):
