@@ -68,8 +68,8 @@ def assert_same_infos(a: dict, b: dict) -> None:
 
 @pytest.mark.parametrize("mode", list(AutoresetMode))
 def test_distributed_equals_local_vector_env(local_ray, mode):
-    local = gym.make_vec(ENV_ID, num_envs=N, autoreset_mode=mode)
-    remote = gym.make_vec(ENV_ID, num_envs=N, autoreset_mode=mode, workers=2)
+    local = gym.make_vec(ENV_ID, num_envs=N, autoreset_mode=mode, render_mode="ansi")
+    remote = gym.make_vec(ENV_ID, num_envs=N, autoreset_mode=mode, render_mode="ansi", workers=2)
     assert isinstance(remote, DistributedUnmaskVectorEnv)
     assert remote.shard_bounds == [(0, 3), (3, 5)]
     assert remote.single_observation_space == local.single_observation_space
@@ -81,6 +81,7 @@ def test_distributed_equals_local_vector_env(local_ray, mode):
             results = [env.reset(**envs_reset[0]) for env in (local, remote)]
             assert_same_observations(results[0][0], results[1][0])
             assert_same_infos(results[0][1], results[1][1])
+            assert remote.render() == local.render()  # one text per row, in row order
         rng = np.random.default_rng(0)
         density = np.linspace(0.05, 0.6, N)[:, None]
         finished = episodes = 0
