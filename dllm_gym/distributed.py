@@ -327,7 +327,12 @@ class DistributedUnmaskVectorEnv(VectorEnv):
 
 
 def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
+    """What went wrong, in one line: an actor that failed to start ends its message with the
+    exception its ``__init__`` raised (a model that cannot be loaded, say); else the first
+    line."""
+    text = [line for line in str(error).strip().splitlines() if line.strip()]
+    if len(text) > 1 and "creation task" in text[0]:
+        return text[-1].strip()
     return f"{type(error).__name__}: {text[0] if text else ''}"
 
 

@@ -133,6 +133,12 @@ def test_errors_are_the_local_ones_and_change_nothing(local_ray):
         gym.make_vec(ENV_ID, num_envs=2, num_gpus_per_worker=1)
     with pytest.raises(ValueError, match="cache='kv' is not valid"):
         gym.make_vec(ENV_ID, num_envs=2, workers=2, cache="kv")  # before any actor starts
+    before = _named_actors()
+    with pytest.raises(ShardError, match=r"startup: shard \d of 2 .*ModelUnavailableError: "
+                       r"model='/nonexistent/model'"):  # fmt: skip
+        gym.make_vec(ENV_ID, num_envs=2, workers=2, model="/nonexistent/model")
+    time.sleep(1)
+    assert _named_actors() == before  # the actor that did start was released
 
 
 def _named_actors() -> set[str]:
