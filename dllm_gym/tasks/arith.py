@@ -30,11 +30,17 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import numpy as np
 
 from dllm_gym.tasks.base import Problem, Task
+from dllm_gym.tasks.generated import (
+    SPLIT_BUCKETS,
+    SeededProblems,
+    check_sizes,
+    split_rng,
+)
 
 LABEL = "Box"
 BOXES = 10  # boxes are labelled 0..9
@@ -47,15 +53,6 @@ TEMPLATE_WORDS: tuple[str, ...] = (
     "have",
 )  # fmt: skip
 PUNCTUATION: tuple[str, ...] = (".", "?", "=", "+", "-", "*", "####")
-
-# Split assignment: a chain goes to a split by its hash modulo 10.
-_SPLIT_BUCKETS: dict[str, frozenset[int]] = {
-    "train": frozenset(range(2, 10)),
-    "validation": frozenset({1}),
-    "test": frozenset({0}),
-}
-_SPLIT_SALT = {"train": 0, "validation": 1, "test": 2}
-DEFAULT_SIZES: dict[str, int] = {"train": 1_000_000, "validation": 1_000, "test": 1_000}
 
 
 @dataclass(frozen=True)
@@ -150,23 +147,6 @@ def render(
     )
 
 
-class ArithProblems(Sequence[Problem]):
-    """The problems of one split, generated on demand from their index."""
-
-    def __init__(self, task: ArithTask, split: str, size: int) -> None:
-        self._task, self._split, self._size = task, split, size
-
-    def __len__(self) -> int:
-        return self._size
-
-    def __getitem__(self, index):  # type: ignore[override]
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(self._size))]
-        if not -self._size <= index < self._size:
-            raise IndexError(f"problem index {index} out of range for {self._size} problems")
-        return self._task.problem(self._split, index % self._size)
-
-
 class ArithTask(Task):
     """Synthetic multi-step single-digit arithmetic word problems (see the module docstring).
 
@@ -192,15 +172,12 @@ class ArithTask(Task):
                 f"1 <= min_steps <= max_steps <= {BOXES - 1}"
             )
         self.seed, self.min_steps, self.max_steps = seed, min_steps, max_steps
-        self.sizes = {**DEFAULT_SIZES, **(sizes or {})}
-        unknown = set(self.sizes) - set(self.splits)
-        if unknown:
-            raise ValueError(f"sizes: unknown splits {sorted(unknown)}; expected {self.splits}")
+        self.sizes = check_sizes(sizes, self.splits)
         self._problem = lru_cache(maxsize=65536)(self._generate)
 
-    def problems(self, split: str) -> ArithProblems:
+    def problems(self, split: str) -> SeededProblems:
         self.check_split(split)
-        return ArithProblems(self, split, self.sizes[split])
+        return SeededProblems(partial(self.problem, split), self.sizes[split])
 
     def problem(self, split: str, index: int) -> Problem:
         """Problem ``index`` of ``split``."""
@@ -209,8 +186,8 @@ class ArithTask(Task):
 
     def chain(self, split: str, index: int) -> tuple[Chain, np.random.Generator]:
         """The chain of problem ``index`` of ``split`` and the generator that drew it."""
-        rng = np.random.default_rng([self.seed, _SPLIT_SALT[split], index])
-        buckets = _SPLIT_BUCKETS[split]
+        rng = split_rng(self.seed, split, index)
+        buckets = SPLIT_BUCKETS[split]
         while True:
             chain = _draw_chain(rng, self.min_steps, self.max_steps)
             if chain.split_bucket() in buckets:

@@ -32,7 +32,6 @@ from collections.abc import Mapping, Sequence
 
 from dllm_gym.tasks.arith import (
     BOXES,
-    DEFAULT_SIZES,
     ITEMS,
     LABEL,
     ArithTask,
@@ -40,6 +39,7 @@ from dllm_gym.tasks.arith import (
     _sentence,
 )
 from dllm_gym.tasks.base import Problem
+from dllm_gym.tasks.generated import DEFAULT_SIZES
 
 COMMUTATIVE = ("+", "*")
 

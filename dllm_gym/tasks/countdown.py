@@ -30,8 +30,6 @@ problem (its sorted numbers and its target) belongs to exactly one split, decide
 from __future__ import annotations
 
 import ast
-import functools
-import hashlib
 import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -39,18 +37,11 @@ from fractions import Fraction
 
 import numpy as np
 
-from dllm_gym.tasks.arith import DEFAULT_SIZES
-from dllm_gym.tasks.base import Problem, Task
+from dllm_gym.tasks.base import Problem
+from dllm_gym.tasks.generated import SPLIT_BUCKETS, GeneratedTask, split_bucket, split_rng
 
 MIN_VALUE = 1
 MAX_EXPRESSION_CHARS = 200  # longer answers are wrong without being parsed
-_SPLIT_BUCKETS: dict[str, frozenset[int]] = {
-    "train": frozenset(range(2, 10)),
-    "validation": frozenset({1}),
-    "test": frozenset({0}),
-}
-_SPLIT_SALT = {"train": 0, "validation": 1, "test": 2}
-_CACHE_SIZE = 65536
 _REFERENCE_RE = re.compile(r"numbers=(\d+(?:,\d+)*);target=(-?\d+)")
 _ANSWER_TAG_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 _TRAILING_TARGET_RE = re.compile(r"\s*=\s*[-+]?\d+(?:\.\d+)?\s*$")
@@ -61,41 +52,6 @@ _OPERATORS: dict[type[ast.operator], Callable[[Fraction, Fraction], Fraction]] =
     ast.Div: lambda a, b: a / b,
 }
 _SYMBOLS = {"×": "*", "÷": "/", "−": "-", "\\times": "*", "\\div": "/", "\\cdot": "*"}
-
-
-class SeededProblems(Sequence[Problem]):
-    """The problems of one split, generated on demand from their index by ``problem(index)``."""
-
-    def __init__(self, problem: Callable[[int], Problem], size: int) -> None:
-        self._problem, self._size = problem, size
-
-    def __len__(self) -> int:
-        return self._size
-
-    def __getitem__(self, index):  # type: ignore[override]
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(self._size))]
-        if not -self._size <= index < self._size:
-            raise IndexError(f"problem index {index} out of range for {self._size} problems")
-        return self._problem(index % self._size)
-
-
-def split_bucket(key: str) -> int:
-    """The split bucket (0..9) of a problem's canonical ``key``."""
-    digest = hashlib.blake2b(key.encode(), digest_size=8)
-    return int.from_bytes(digest.digest(), "little") % 10
-
-
-def check_sizes(sizes: Mapping[str, int] | None, splits: Sequence[str]) -> dict[str, int]:
-    """The split sizes: :data:`DEFAULT_SIZES` updated by ``sizes``, checked."""
-    merged = {**DEFAULT_SIZES, **(sizes or {})}
-    unknown = set(merged) - set(splits)
-    if unknown:
-        raise ValueError(f"sizes: unknown splits {sorted(unknown)}; expected {tuple(splits)}")
-    for split, size in merged.items():
-        if not isinstance(size, int) or size < 0:
-            raise ValueError(f"sizes[{split!r}]={size!r}: expected a non-negative integer")
-    return merged
 
 
 def format_reference(numbers: Sequence[int], target: int) -> str:
@@ -224,7 +180,7 @@ def _draw(
             return numbers, items[0][0], items[0][1], steps
 
 
-class CountdownTask(Task):
+class CountdownTask(GeneratedTask):
     """Countdown number puzzles (see the module docstring).
 
     Args:
@@ -236,7 +192,6 @@ class CountdownTask(Task):
     """
 
     name = "countdown"
-    splits = ("train", "validation", "test")
     scorer = "exact-expression"  # how answers are compared (see the module docstring)
 
     def __init__(
@@ -257,28 +212,13 @@ class CountdownTask(Task):
             raise ValueError(f"max_number={max_number}: expected an integer >= 2")
         if max_target < 1:
             raise ValueError(f"max_target={max_target}: expected a positive integer")
-        self.seed, self.min_numbers, self.max_numbers = seed, min_numbers, max_numbers
+        super().__init__(seed=seed, sizes=sizes)
+        self.min_numbers, self.max_numbers = min_numbers, max_numbers
         self.max_number, self.max_target = max_number, max_target
-        self.sizes = check_sizes(sizes, self.splits)
-        self._cache: dict[tuple[str, int], Problem] = {}
-
-    def problems(self, split: str) -> SeededProblems:
-        self.check_split(split)
-        return SeededProblems(functools.partial(self.problem, split), self.sizes[split])
-
-    def problem(self, split: str, index: int) -> Problem:
-        """Problem ``index`` of ``split``."""
-        self.check_split(split)
-        key = (split, index)
-        if key not in self._cache:
-            if len(self._cache) >= _CACHE_SIZE:
-                self._cache.clear()
-            self._cache[key] = self._generate(split, index)
-        return self._cache[key]
 
     def _generate(self, split: str, index: int) -> Problem:
-        rng = np.random.default_rng([self.seed, _SPLIT_SALT[split], index])
-        buckets = _SPLIT_BUCKETS[split]
+        rng = split_rng(self.seed, split, index)
+        buckets = SPLIT_BUCKETS[split]
         while True:
             numbers, target, expression, steps = _draw(
                 rng, self.min_numbers, self.max_numbers, self.max_number, self.max_target

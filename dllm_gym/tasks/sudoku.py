@@ -27,26 +27,18 @@ puzzle belongs to exactly one split, decided by a hash of its 16 characters.
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from dllm_gym.tasks.base import Problem, Task
-from dllm_gym.tasks.countdown import SeededProblems, check_sizes, split_bucket
+from dllm_gym.tasks.base import Problem
+from dllm_gym.tasks.generated import SPLIT_BUCKETS, GeneratedTask, split_bucket, split_rng
 
 SIZE = 4
 BOX = 2
 CELLS = SIZE * SIZE
 DIGITS = frozenset(range(1, SIZE + 1))
-_SPLIT_BUCKETS: dict[str, frozenset[int]] = {
-    "train": frozenset(range(2, 10)),
-    "validation": frozenset({1}),
-    "test": frozenset({0}),
-}
-_SPLIT_SALT = {"train": 0, "validation": 1, "test": 2}
-_CACHE_SIZE = 65536
 _REFERENCE_RE = re.compile(r"[0-4]{16}")
 _IGNORED_RE = re.compile(r"[\s,|]+")
 _UNITS: tuple[tuple[int, ...], ...] = (
@@ -167,7 +159,7 @@ def prompt_text(puzzle: str) -> str:
     )
 
 
-class SudokuTask(Task):
+class SudokuTask(GeneratedTask):
     """4x4 Sudoku puzzles with a unique solution (see the module docstring).
 
     Args:
@@ -177,7 +169,6 @@ class SudokuTask(Task):
     """
 
     name = "sudoku"
-    splits = ("train", "validation", "test")
     scorer = "sudoku-rules"  # how answers are compared (see the module docstring)
 
     def __init__(
@@ -192,27 +183,12 @@ class SudokuTask(Task):
                 f"min_blanks={min_blanks}, max_blanks={max_blanks}: expected "
                 "1 <= min_blanks <= max_blanks <= 12 (a 4x4 Sudoku needs 4 givens)"
             )
-        self.seed, self.min_blanks, self.max_blanks = seed, min_blanks, max_blanks
-        self.sizes = check_sizes(sizes, self.splits)
-        self._cache: dict[tuple[str, int], Problem] = {}
-
-    def problems(self, split: str) -> SeededProblems:
-        self.check_split(split)
-        return SeededProblems(functools.partial(self.problem, split), self.sizes[split])
-
-    def problem(self, split: str, index: int) -> Problem:
-        """Problem ``index`` of ``split``."""
-        self.check_split(split)
-        key = (split, index)
-        if key not in self._cache:
-            if len(self._cache) >= _CACHE_SIZE:
-                self._cache.clear()
-            self._cache[key] = self._generate(split, index)
-        return self._cache[key]
+        super().__init__(seed=seed, sizes=sizes)
+        self.min_blanks, self.max_blanks = min_blanks, max_blanks
 
     def _generate(self, split: str, index: int) -> Problem:
-        rng = np.random.default_rng([self.seed, _SPLIT_SALT[split], index])
-        buckets = _SPLIT_BUCKETS[split]
+        rng = split_rng(self.seed, split, index)
+        buckets = SPLIT_BUCKETS[split]
         while True:
             puzzle, solution = _draw(rng, self.min_blanks, self.max_blanks)
             if split_bucket(puzzle) in buckets:
