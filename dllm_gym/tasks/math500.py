@@ -21,18 +21,15 @@ normalised comparison accepts.
 from __future__ import annotations
 
 import functools
-import json
-import os
 import re
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from fractions import Fraction
-from pathlib import Path
 from typing import Any
 
-from dllm_gym.tasks.base import Problem, Task
+from dllm_gym.tasks.base import Problem
+from dllm_gym.tasks.json_lines import DataFiles, JsonLinesTask
 
-DataFiles = str | os.PathLike | Mapping[str, str | os.PathLike]
 HF_DATASET = "HuggingFaceH4/MATH-500"
 INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 MATH_VERIFY_TIMEOUT_S = 5  # per parse and per comparison; enforced only in the main thread
@@ -244,7 +241,7 @@ def math_verify_available() -> bool:
 # --- the task -------------------------------------------------------------------------------
 
 
-class MATH500Task(Task):
+class MATH500Task(JsonLinesTask):
     """MATH-500 competition problems with LaTeX answers (see the module docstring).
 
     Args:
@@ -258,6 +255,10 @@ class MATH500Task(Task):
 
     name = "math500"
     splits = ("test",)
+    label = "MATH-500"
+    hub_dataset = HF_DATASET
+    lines = f"JSON lines with 'problem' and 'answer' (as in {HF_DATASET})"
+    record = "a MATH-500 record, a JSON object with string fields 'problem' and 'answer'"
 
     def __init__(
         self, data_files: DataFiles | None = None, use_math_verify: bool | None = None
@@ -272,25 +273,23 @@ class MATH500Task(Task):
         self.use_math_verify = (
             math_verify_available() if use_math_verify is None else bool(use_math_verify)
         )
-        self.data_files = data_files
-        self._cache: dict[str, list[Problem]] = {}
-        if data_files is not None:
-            for split in self._files():
-                self._path(split)  # fail now on a missing file, not at the first reset
+        super().__init__(data_files)
 
     @property
     def scorer(self) -> str:
         """How answers are compared: ``"math-verify"`` or ``"normalized-string"``."""
         return "math-verify" if self.use_math_verify else "normalized-string"
 
-    def problems(self, split: str) -> Sequence[Problem]:
-        self.check_split(split)
-        if split not in self._cache:
-            if self.data_files is None:
-                self._cache[split] = _load_hub_split(split)
-            else:
-                self._cache[split] = _load_jsonl(self._path(split))
-        return self._cache[split]
+    def parse(self, record: Mapping[str, Any]) -> Problem:
+        problem, answer = record["problem"], record["answer"]
+        solution = record.get("solution")
+        if not isinstance(problem, str) or not problem.strip():
+            raise ValueError(f"'problem' must be a non-empty string, got {problem!r}")
+        if not isinstance(answer, str) or not answer.strip():
+            raise ValueError(f"'answer' must be a non-empty string, got {answer!r}")
+        if solution is not None and not isinstance(solution, str):
+            raise ValueError(f"'solution' must be a string, got {type(solution).__name__}")
+        return Problem(question=prompt_text(problem), reference=answer.strip(), solution=solution)
 
     def extract_answer(self, text: str) -> str | None:
         """The content of the last ``\\boxed{...}`` of ``text`` (:func:`last_boxed`)."""
@@ -305,90 +304,7 @@ class MATH500Task(Task):
             return True
         return self.use_math_verify and math_verify_equivalent(predicted, reference)
 
-    def _files(self) -> dict[str, Path]:
-        files = self.data_files
-        if isinstance(files, Mapping):
-            unknown = sorted(set(files) - set(self.splits))
-            if unknown:
-                raise ValueError(
-                    f"data_files: unknown split(s) {unknown}; "
-                    f"expected keys among {list(self.splits)}"
-                )
-            return {split: Path(path).expanduser() for split, path in files.items()}
-        if not isinstance(files, (str, os.PathLike)):
-            raise TypeError(
-                f"data_files={files!r}: expected a path, a folder or a mapping {{split: path}}"
-            )
-        path = Path(files).expanduser()
-        if path.is_dir():
-            return {split: path / f"{split}.jsonl" for split in self.splits}
-        return {split: path for split in self.splits}
-
-    def _path(self, split: str) -> Path:
-        files = self._files()
-        if split not in files:
-            raise ValueError(
-                f"data_files has no file for split {split!r}; it lists {sorted(files)}"
-            )
-        path = files[split]
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"data_files: no file {str(path)!r} for MATH-500 split {split!r}; expected JSON "
-                f"lines with 'problem' and 'answer' (as in {HF_DATASET})"
-            )
-        return path
-
 
 def prompt_text(problem: str) -> str:
     """The question shown to the model: the problem, a blank line and :data:`INSTRUCTION`."""
     return f"{problem.strip()}\n\n{INSTRUCTION}"
-
-
-def _problem(record: Mapping[str, Any]) -> Problem:
-    problem, answer = record["problem"], record["answer"]
-    solution = record.get("solution")
-    if not isinstance(problem, str) or not problem.strip():
-        raise ValueError(f"'problem' must be a non-empty string, got {problem!r}")
-    if not isinstance(answer, str) or not answer.strip():
-        raise ValueError(f"'answer' must be a non-empty string, got {answer!r}")
-    if solution is not None and not isinstance(solution, str):
-        raise ValueError(f"'solution' must be a string, got {type(solution).__name__}")
-    return Problem(question=prompt_text(problem), reference=answer.strip(), solution=solution)
-
-
-def _load_jsonl(path: Path) -> list[Problem]:
-    problems = []
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                problems.append(_problem(record))
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as error:
-                raise ValueError(
-                    f"data_files: {path}:{number} is not a MATH-500 record, a JSON object with "
-                    f"string fields 'problem' and 'answer' ({error.__class__.__name__}: {error})"
-                ) from error
-    if not problems:
-        raise ValueError(f"data_files: {path} holds no problems")
-    return problems
-
-
-def _load_hub_split(split: str) -> list[Problem]:
-    try:
-        import datasets
-    except ImportError as error:
-        raise ImportError(
-            f"MATH-500 without data_files loads the Hugging Face dataset {HF_DATASET} and needs "
-            "the datasets extra: pip install 'dllm-gym[datasets]'; or pass data_files= a local "
-            "JSON-lines copy"
-        ) from error
-    try:
-        rows = datasets.load_dataset(HF_DATASET, split=split)
-    except Exception as error:  # datasets raises many kinds for a missing network
-        raise RuntimeError(
-            f"could not load the Hugging Face dataset {HF_DATASET!r} ({error.__class__.__name__}: "
-            f"{error}); pass data_files= a local JSON-lines copy instead"
-        ) from error
-    return [_problem(row) for row in rows]
