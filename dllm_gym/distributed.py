@@ -233,9 +233,9 @@ class DistributedUnmaskVectorEnv(VectorEnv):
             super().reset(seed=int(seed))
         calls = []
         for (start, stop), shard in zip(self.shard_bounds, self.shards, strict=True):
-            # As the local env: an int seeds row i with seed + i (a shard's first row: start).
-            shard_seed = seeds[start] if isinstance(seed, (int, np.integer)) else seed
-            if seed is not None and shard_seed is seed:
+            if seed is None or isinstance(seed, (int, np.integer)):
+                shard_seed = None if seed is None else seeds[start]  # its rows: seed + i
+            else:
                 shard_seed = seeds[start:stop]
             shard_options: dict[str, Any] = {}
             if options and options.get("reset_mask") is not None:
