@@ -3,8 +3,11 @@
 The objective is LLaDA's supervised fine-tuning loss: the prompt stays visible; the response,
 padded with end-of-text tokens up to the generation length, is masked token by token with
 probability ``t ~ U(0, 1)``; the loss is the cross-entropy on masked positions weighted by
-``1 / t``. Training is seeded and resumable: ``--work-dir`` holds the training state, written
-atomically every ``--checkpoint-every`` steps; running the same command again continues.
+``1 / t``. ``--semi-ar-fraction`` mixes in rows masked as semi-autoregressive decoding sees
+them (a visible prefix, a partly masked block, a masked tail), which teaches the conditionals
+that decoding block by block asks for (block diffusion training). Training is seeded and
+resumable: ``--work-dir`` holds the training state, written atomically every
+``--checkpoint-every`` steps; running the same command again continues.
 
     python scripts/train_embedded_model.py --steps 5000 --out dllm_gym/models/embedded
 
@@ -86,6 +89,12 @@ class TrainConfig:
     """gradient-norm clip"""
     mask_eps: float = 1e-3
     """mask probability is (1 - eps) * t + eps, as in LLaDA"""
+    semi_ar_fraction: float = 0.0
+    """fraction of rows masked as semi-autoregressive decoding sees them: the response before
+    a random cut is visible, the ``semi_ar_block`` tokens from the cut are masked with
+    probability t, everything after them is masked (0: LLaDA's SFT masking only)"""
+    semi_ar_block: int = 16
+    """length of the partly masked block of a semi-autoregressive row"""
     eval_every: int = 500
     """steps between validation decodes"""
     eval_problems: int = 200
@@ -178,13 +187,33 @@ class Batches:
         return {"ids": ids, "attention": attention, "width": width, "kind": kind}
 
 
-def masked_diffusion_loss(model, batch, generator: torch.Generator, eps: float, mask_id: int):
+def masked_diffusion_loss(
+    model,
+    batch,
+    generator: torch.Generator,
+    eps: float,
+    mask_id: int,
+    semi_ar_fraction: float = 0.0,
+    semi_ar_block: int = 16,
+):
+    """LLaDA's SFT loss on ``batch``; a ``semi_ar_fraction`` of its rows is masked as
+    semi-autoregressive decoding sees them (see ``TrainConfig.semi_ar_fraction``)."""
     ids, width = batch["ids"], batch["width"]
     response = ids[:, width:]
     # Noise is drawn on the CPU whatever the device, so a run is the same on any device.
     t = torch.rand(ids.shape[0], generator=generator)
     p_mask = ((1 - eps) * t + eps)[:, None].expand_as(response)
     masked = torch.rand(response.shape, generator=generator) < p_mask
+    if semi_ar_fraction > 0:
+        rows, length = response.shape
+        semi = (torch.rand(rows, generator=generator) < semi_ar_fraction)[:, None]
+        cut = torch.randint(0, length, (rows, 1), generator=generator)
+        position = torch.arange(length)[None]
+        after_block = position >= cut + semi_ar_block
+        semi_masked = (position >= cut) & (masked | after_block)
+        masked = torch.where(semi, semi_masked, masked)
+        # A position masked for certain has mask probability 1 (loss weight 1).
+        p_mask = torch.where(semi & after_block, torch.ones_like(p_mask), p_mask)
     noisy = ids.clone()
     noisy[:, width:][masked] = mask_id
     device = model.device
@@ -256,7 +285,13 @@ def choose_precision(model, batch, generator, config: TrainConfig, mask_id: int)
             start = time.perf_counter()
             with torch.autocast(device_type, dtype=torch.bfloat16, enabled=name == "bf16"):
                 loss, _ = masked_diffusion_loss(
-                    model, batch, torch.Generator().manual_seed(repeat), config.mask_eps, mask_id
+                    model,
+                    batch,
+                    torch.Generator().manual_seed(repeat),
+                    config.mask_eps,
+                    mask_id,
+                    config.semi_ar_fraction,
+                    config.semi_ar_block,
                 )
             loss.backward()
             model.zero_grad(set_to_none=True)
@@ -372,7 +407,13 @@ def main(config: TrainConfig) -> None:
             enabled=precision["chosen"] == "bf16",
         ):
             loss, stats = masked_diffusion_loss(
-                model, batch, generator, config.mask_eps, tokenizer.mask_token_id
+                model,
+                batch,
+                generator,
+                config.mask_eps,
+                tokenizer.mask_token_id,
+                config.semi_ar_fraction,
+                config.semi_ar_block,
             )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

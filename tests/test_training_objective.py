@@ -1,0 +1,97 @@
+"""The embedded model's training objective (scripts/train_embedded_model.py): LLaDA's SFT
+masking, and the semi-autoregressive rows it can mix in."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "train_embedded_model.py"
+MASK = 3
+WIDTH = 5  # prompt tokens before the response
+LENGTH = 48  # response tokens
+
+
+@pytest.fixture(scope="module")
+def train():
+    spec = importlib.util.spec_from_file_location("train_embedded_model", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules[spec.name]
+
+
+class RecordingModel(torch.nn.Module):
+    """Logits from an embedding; keeps the noisy input it was given."""
+
+    device = torch.device("cpu")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embedding = torch.nn.Embedding(16, 16)
+
+    def forward(self, ids, attention_mask=None):
+        self.seen = ids.clone()
+        return type("Output", (), {"logits": self.embedding(ids)})()
+
+
+def batch(rows: int = 64) -> dict:
+    ids = torch.randint(4, 16, (rows, WIDTH + LENGTH), generator=torch.Generator().manual_seed(1))
+    return {
+        "ids": ids,
+        "width": WIDTH,
+        "attention": torch.ones_like(ids, dtype=torch.bool),
+        "kind": torch.zeros(rows, LENGTH, dtype=torch.long),
+    }
+
+
+def masks(train, fraction: float, block: int = 8, seed: int = 0) -> torch.Tensor:
+    model = RecordingModel()
+    generator = torch.Generator().manual_seed(seed)
+    train.masked_diffusion_loss(model, batch(), generator, 1e-3, MASK, fraction, block)
+    assert (model.seen[:, :WIDTH] != MASK).all(), "the prompt is never masked"
+    return model.seen[:, WIDTH:] == MASK
+
+
+def test_without_semi_autoregressive_rows_the_masks_are_llada_sft(train):
+    masked = masks(train, 0.0)
+    # Each row is masked i.i.d. at its own rate t: rows differ in rate, and a masked
+    # position is followed by a visible one somewhere in most rows.
+    rates = masked.float().mean(1)
+    assert rates.min() < 0.2 and rates.max() > 0.8
+    gaps = (masked[:, :-1] & ~masked[:, 1:]).any(1).float().mean()
+    assert gaps > 0.7
+
+
+def test_semi_autoregressive_rows_are_a_visible_prefix_a_partly_masked_block_and_a_masked_tail(
+    train,
+):
+    block = 8
+    masked = masks(train, 1.0, block)
+    for row in masked:
+        cut = int(row.nonzero()[0]) if row.any() else LENGTH
+        assert not row[:cut].any(), "nothing before the cut is masked"
+        assert row[cut + block :].all(), "everything after the partly masked block is masked"
+    # The block itself is partly masked in some rows (its rate is the row's t).
+    partly = [
+        not row[int(row.nonzero()[0]) : int(row.nonzero()[0]) + block].all()
+        for row in masked
+        if row.any()
+    ]
+    assert any(partly)
+
+
+def test_the_fraction_of_semi_autoregressive_rows_follows_the_setting(train):
+    def is_semi(row: torch.Tensor) -> bool:
+        if not row.any():
+            return True
+        first = int(row.nonzero()[0])
+        return bool(row[first + 8 :].all())
+
+    rows = torch.cat([masks(train, 0.5, seed=seed) for seed in range(8)])
+    semi = sum(is_semi(row) for row in rows) / len(rows)
+    # Half the rows by construction, and few LLaDA rows look semi-autoregressive by chance.
+    assert 0.4 < semi < 0.7
