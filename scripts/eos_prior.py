@@ -3,11 +3,12 @@
 A model that reads the answer's length off the prompt predicts end-of-text confidently from
 exactly the true length on, before any token is revealed; a model that must follow the chain
 to know it spreads its end-of-text probability over the possible lengths. For test problems,
-with every generation position masked, this prints per asked depth: the mean probability of
-end-of-text at the first padding position (the true length) and one token before it, and how
-often the first position whose end-of-text probability exceeds 0.5 is the true length.
+with every generation position masked, this prints per number of worked steps: the mean
+probability of end-of-text at the first padding position (the true length) and one token
+before it, and how often the first position whose end-of-text probability exceeds 0.5 is the
+true length.
 
-    python scripts/eos_prior.py --model runs/arith_v1/model --task arith-v1 --gen-length 48
+    python scripts/eos_prior.py --model runs/arith_v1/model --task arith-v1 --gen-length 64
 """
 
 from __future__ import annotations
@@ -57,14 +58,17 @@ def main() -> None:
     before = p_eos[rows, lengths - 1]
     confident = p_eos > 0.5
     first = np.where(confident.any(1), confident.argmax(1), args.gen_length)
-    depths = np.array([p.solution.split("\n")[0].count(". ") for p in problems])
+    steps = np.array([p.solution.split("\n")[0].count(". ") for p in problems])
     print(f"{args.model} on {args.task}, L = {args.gen_length}, first forward pass (all masked)")
-    print("| depth | n | true length | p(EOS) at true length | one before | first p>0.5 == true |")
+    print(
+        "| worked steps | n | true length | p(EOS) at true length | one before "
+        "| first p>0.5 == true |"
+    )
     print("|---:|---:|---:|---:|---:|---:|")
-    for depth in sorted(set(depths)):
-        pick = depths == depth
+    for count in sorted(set(steps)):
+        pick = steps == count
         print(
-            f"| {depth} | {pick.sum()} | {int(np.median(lengths[pick]))} "
+            f"| {count} | {pick.sum()} | {int(np.median(lengths[pick]))} "
             f"| {at_length[pick].mean():.2f} | {before[pick].mean():.2f} "
             f"| {np.mean(first[pick] == lengths[pick]):.0%} |"
         )

@@ -159,28 +159,49 @@ def test_gsm8k_from_the_hub_needs_the_datasets_extra(monkeypatch):
         GSM8KTask().problems("test")
 
 
-def test_arith_v1_asks_for_a_random_depth_and_answers_only_that_far():
-    from dllm_gym.tasks.arith_v1 import ArithV1Task
+def test_arith_v1_tells_every_prompt_the_same_number_of_links():
+    import re
+
+    from dllm_gym.tasks.arith_v1 import LINKS, ArithV1Task
 
     task = ArithV1Task()
-    depths, links = [], []
+    lengths = []
     for index in range(300):
         problem = task.problem("test", index)
         chain, _ = task.chain("test", index)
-        steps = problem.solution.split("\n")[0].split(". ")
-        depth = len(steps) - 1
-        depths.append(depth)
-        links.append(len(chain.steps))
-        # The prompt always tells every link; the answer stops at the asked box.
-        assert problem.question.count("Compared to") == len(chain.steps)
-        assert 1 <= depth <= len(chain.steps)
-        assert problem.reference == str(chain.values()[depth])
-        assert problem.solution.endswith(f"#### {chain.values()[depth]}")
-    depths, links = np.array(depths), np.array(links)
-    # Depth is uniform in 1..N: the answer's length is not a function of the prompt's.
-    for n in (3, 4):
-        counts = np.bincount(depths[links == n], minlength=n + 1)[1:]
-        assert len(counts) == n and counts.min() > 0.5 * counts.mean(), counts
+        lengths.append(len(chain.steps))
+        # Every prompt tells LINKS comparisons and one known count, whatever the chain's length.
+        assert problem.question.count("Compared to") == LINKS
+        assert len(re.findall(r"Box \d has \d \w+\.", problem.question)) == 1
+        # The answer follows the asked chain from its start to the asked box, and no further.
+        steps = re.findall(r"Compared to Box (\d), Box (\d) has", problem.solution)
+        assert len(steps) == len(chain.steps)
+        asked = re.search(r"does Box (\d) have\?", problem.question).group(1)
+        assert steps[-1][1] == asked
+        assert all(steps[k][1] == steps[k + 1][0] for k in range(len(steps) - 1))
+        assert problem.reference == str(chain.values()[-1])
+        assert problem.solution.endswith(f"#### {chain.values()[-1]}")
+        # The loose chain's boxes are other boxes, and its first one has no known count.
+        told = re.findall(r"Compared to Box (\d), Box (\d) has", problem.question)
+        loose = [link for link in told if link not in steps]
+        assert len(loose) == LINKS - len(steps)
+        answered = {box for step in steps for box in step}
+        assert not answered & {box for link in loose for box in link}
+        roots = {a for a, _ in loose} - {b for _, b in loose}
+        assert len(roots) == 1
+        assert not re.search(rf"Box {roots.pop()} has \d \w+\.", problem.question)
+    # The chain's length is uniform in 1..3: the answer's length is not the prompt's.
+    counts = np.bincount(lengths, minlength=4)[1:]
+    assert counts.min() > 0.8 * counts.mean(), counts
+
+
+def test_arith_v1_checks_its_number_of_links():
+    from dllm_gym.tasks.arith_v1 import ArithV1Task
+
+    with pytest.raises(ValueError, match="links=3: expected more than max_steps=3"):
+        ArithV1Task(links=3)
+    with pytest.raises(ValueError, match=r"links=9: .* at most 8"):
+        ArithV1Task(links=9)
 
 
 def test_arith_v1_swaps_commutative_operands_at_random():
@@ -188,8 +209,8 @@ def test_arith_v1_swaps_commutative_operands_at_random():
     from dllm_gym.tasks.arith_v1 import ArithV1Task, render_v1
 
     chain = Chain(3, (("+", 4), ("*", 1), ("-", 2)))
-    plain = render_v1(chain, [1, 2, 3, 4], "pens", depth=3)
-    swapped = render_v1(chain, [1, 2, 3, 4], "pens", depth=3, swapped=[True, True, False])
+    plain = render_v1(chain, [1, 2, 3, 4], "pens")
+    swapped = render_v1(chain, [1, 2, 3, 4], "pens", swapped=[True, True, False])
     assert plain.solution == (
         "Box 1 has 3. Compared to Box 1, Box 2 has 3 + 4 = 7. Compared to Box 2, Box 3 has "
         "7 * 1 = 7. Compared to Box 3, Box 4 has 7 - 2 = 5.\n#### 5"
@@ -197,9 +218,9 @@ def test_arith_v1_swaps_commutative_operands_at_random():
     assert "Box 2 has 4 + 3 = 7. Compared to Box 2, Box 3 has 1 * 7 = 7." in swapped.solution
     assert plain.reference == swapped.reference == "5"
     with pytest.raises(ValueError, match="swapped: a '-' step"):
-        render_v1(chain, [1, 2, 3, 4], "pens", depth=3, swapped=[False, False, True])
-    with pytest.raises(ValueError, match=r"depth: expected 1\.\.3"):
-        render_v1(chain, [1, 2, 3, 4], "pens", depth=0)
+        render_v1(chain, [1, 2, 3, 4], "pens", swapped=[False, False, True])
+    with pytest.raises(ValueError, match="loose_labels: expected 2 distinct boxes not in"):
+        render_v1(chain, [1, 2, 3, 4], "pens", loose=[("+", 1)], loose_labels=[4, 5])
     task = ArithV1Task()
     solutions = [task.problem("test", i).solution for i in range(200)]
     forms = {"value first": 0, "operand first": 0}
