@@ -6,10 +6,11 @@ things change:
 
 - **The prompt always tells the same number of links**: the asked chain has ``N`` links
   (``N`` uniform in ``1..3``) and a *loose chain* of ``links - N`` more comparisons between
-  other boxes, one of which has no known count, fills the rest. The sentences of both are
-  shuffled together, so every prompt has the same shape and the worked answer's length (``N``
-  steps, and so where end-of-text begins) is known only after following the chain from its
-  start: a model cannot read it off the prompt.
+  other boxes, the first of which has no known count, fills the rest (three comparisons in
+  all, so a chain of three has no loose one). The sentences are shuffled together, so every
+  prompt has the same shape and the worked answer's length (``N`` steps, and so where
+  end-of-text begins) is known only after following the chain from its start: a model cannot
+  read it off the prompt.
 - **Equivalent forms are used at random**: the operands of ``+`` and ``*`` come in either
   order (``... Box 4 has 7 + 2 = 9.`` or ``... Box 4 has 2 + 7 = 9.``), so tokens of one
   step revealed together can mix forms.
@@ -17,22 +18,23 @@ things change:
 The answer keeps GSM8K's shape (worked steps, then ``#### N``)::
 
     Compared to Box 6, Box 1 has 2 fewer eggs. Box 2 has 3 eggs. Compared to Box 1, Box 0
-    has 4 more eggs. Compared to Box 2, Box 8 has 3 times the eggs. Compared to Box 0, Box 7
-    has 5 fewer eggs. How many eggs does Box 8 have?
+    has 4 more eggs. Compared to Box 2, Box 8 has 3 times the eggs. How many eggs does Box 8
+    have?
 
     Box 2 has 3. Compared to Box 2, Box 8 has 3 * 3 = 9.
     #### 9
 
 Each step opens as the question's sentence about that box does (``Compared to Box 2, Box 8
 has``): the worked answer names the box it builds on, as a person checking the chain would.
-The loose chain (Box 6 to 1 to 0 to 7 above) never meets the asked one: following the chain
+The loose chain (Box 6 to 1 to 0 above) never meets the asked one: following the chain
 from the only box with a known count never enters it.
 
-An earlier draft asked for a box at a random depth of a fully told chain instead. The
-embedded model could not learn it within the two-hour training budget (60 to 70% after four
-runs): it kept naming the asked box in the first step, a shortcut that is right whenever the
-asked box is the first link. Here the asked box always ends its chain, as in v0, which the
-same model learns.
+Two earlier drafts were not learnable by the embedded model within the two-hour training
+budget (60 to 70% top-1): asking for a box at a random depth of a fully told chain (the model
+kept naming the asked box in the first step, a shortcut right whenever it is the first link),
+and four comparisons in every prompt (it took operands from the wrong sentence; the v0 model,
+too, is weakest on its four-link chains). Here the asked box always ends its chain, as in
+v0, among no more comparisons than v0's three-link problems.
 
 Splits are disjoint in the numbers as in v0: the asked chain (start value and operations)
 belongs to one split only, whatever the loose chain, labels, item, order or operand order.
@@ -58,7 +60,7 @@ from dllm_gym.tasks.base import Problem
 from dllm_gym.tasks.generated import DEFAULT_SIZES, SPLIT_BUCKETS, split_rng
 
 COMMUTATIVE = ("+", "*")
-LINKS = 4  # comparisons every prompt tells: the asked chain's and the loose chain's
+LINKS = 3  # comparisons every prompt tells: the asked chain's and the loose chain's
 
 
 def render_v1(
@@ -146,10 +148,10 @@ class ArithV1Task(ArithTask):
         sizes: Mapping[str, int] | None = None,
     ) -> None:
         super().__init__(seed=seed, min_steps=min_steps, max_steps=max_steps, sizes=sizes)
-        if not max_steps < links <= BOXES - 2:
+        if not max_steps <= links <= BOXES - 2:
             raise ValueError(
-                f"links={links}: expected more than max_steps={max_steps} (the loose chain "
-                f"needs at least one) and at most {BOXES - 2} (two chains of distinct boxes)"
+                f"links={links}: expected at least max_steps={max_steps} (the asked chain's "
+                f"links) and at most {BOXES - 2} (two chains of distinct boxes)"
             )
         self.links = links
 
