@@ -91,7 +91,7 @@ def main() -> None:
     parser.add_argument(
         "--model", default="embedded", help="model name or folder (default: embedded)"
     )
-    parser.add_argument("--task", default="arith", help="arith or gsm8k")
+    parser.add_argument("--task", default="arith", help="a task name: arith, arith-v1, gsm8k, ...")
     parser.add_argument("--data-files", default=None, help="GSM8K JSON-lines file or folder")
     parser.add_argument("--split", default="test")
     parser.add_argument("--problems", type=int, default=200, help="first N problems of the split")
