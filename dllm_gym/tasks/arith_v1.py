@@ -30,8 +30,8 @@ The loose chain (Box 6 to 1 to 0 above) never meets the asked one: following the
 from the only box with a known count never enters it.
 
 Status (issue 17): no environment id uses this task yet, because no embedded model meets
-its targets. Three drafts were each trained for 70 to 105 minutes from the v0 model on this
-2-core CPU: a box asked at a random depth of a fully told chain (65 to 72% top-1 on
+its targets. Three drafts were trained from the v0 model on this 2-core CPU (40 to 106
+minutes each): a box asked at a random depth of a fully told chain (65 to 72% top-1 on
 validation; the model named the asked box in the first step, a shortcut right whenever it is
 the first link), four comparisons in every prompt (62.5% and 55% at 2,500 and 3,000 steps,
 where it was stopped; operands taken from the wrong sentence), and this one (73.1% top-1 on
