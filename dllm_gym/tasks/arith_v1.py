@@ -9,8 +9,9 @@ things change:
   other boxes, the first of which has no known count, fills the rest (three comparisons in
   all, so a chain of three has no loose one). The sentences are shuffled together, so every
   prompt has the same shape and the worked answer's length (``N`` steps, and so where
-  end-of-text begins) is known only after following the chain from its start: a model cannot
-  read it off the prompt.
+  end-of-text begins) is known only after following the chain from its start, not from
+  counting sentences (a model that follows three links inside one forward pass can still
+  tell it: see the status below).
 - **Equivalent forms are used at random**: the operands of ``+`` and ``*`` come in either
   order (``... Box 4 has 7 + 2 = 9.`` or ``... Box 4 has 2 + 7 = 9.``), so tokens of one
   step revealed together can mix forms.
@@ -29,16 +30,15 @@ has``): the worked answer names the box it builds on, as a person checking the c
 The loose chain (Box 6 to 1 to 0 above) never meets the asked one: following the chain
 from the only box with a known count never enters it.
 
-Status (issue 17): no environment id uses this task yet, because no embedded model meets
-its targets. Three drafts were trained from the v0 model on this 2-core CPU (40 to 106
-minutes each): a box asked at a random depth of a fully told chain (65 to 72% top-1 on
-validation; the model named the asked box in the first step, a shortcut right whenever it is
-the first link), four comparisons in every prompt (62.5% and 55% at 2,500 and 3,000 steps,
-where it was stopped; operands taken from the wrong sentence), and this one (73.1% top-1 on
-the 1,000 test problems after 6,000 steps).
-With three comparisons the trained model also reads the answer's length off the prompt in one
-forward pass (end of text first exceeds 0.5 exactly at the true length in 80% of problems,
-against 15% at step 500): the chains are short enough to follow inside one pass.
+Status (issue 17): no environment id uses this task yet, because no embedded model meets its
+targets. Three drafts were trained from the v0 model on this 2-core CPU (40 to 106 minutes
+each): a box asked at a random depth of a fully told chain (65 to 72% top-1 on validation; the
+model named the asked box in the first step, a shortcut right whenever it is the first link),
+four comparisons in every prompt (62.5% and 55% at 2,500 and 3,000 steps, where it was stopped;
+operands taken from the wrong sentence), and this one (73.1% top-1 on the 1,000 test problems
+after 6,000 steps). With three comparisons the trained model also reads the answer's length off
+the prompt in one forward pass (end of text first exceeds 0.5 exactly at the true length in 80%
+of problems, against 15% at step 500): the chains are short enough to follow inside one pass.
 
 Splits are disjoint in the numbers as in v0: the asked chain (start value and operations)
 belongs to one split only, whatever the loose chain, labels, item, order or operand order.
