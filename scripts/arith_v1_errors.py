@@ -1,17 +1,18 @@
-"""Where a model goes wrong on Arith-v1: accuracy by chain length, and the kind of each
-wrong answer's first wrong step.
+"""Where a model goes wrong on Arith-v1: accuracy by number of worked steps, and the kind of
+each wrong answer's first wrong step.
 
 Decodes problems with LLaDA's top-k schedule (``--tokens-per-step`` per step, blocks of
 ``--block-length``) and compares each worked step ``Compared to Box A, Box B has x op y = r``
 with the reference. The first step that differs is classified as:
 
-- ``loose chain``: the step names a box of the loose chain (the comparisons off the chain);
-- ``box``: the chain was followed to another wrong box (A or B differs);
+- ``box``: the chain was followed to a wrong box (A or B differs);
 - ``operator`` / ``operand``: the right link, the operation or operand of another sentence;
 - ``mixed forms``: the right operands, but the second repeats the first (``5 + 5`` for
   ``5 + 0`` written as ``0 + 5``): two forms of the step mixed;
 - ``arithmetic``: the right operation and operands, a wrong result;
-- ``length``: every written step right, but too few or too many of them (or none parsed).
+- ``stopped early``: every written step right, but fewer of them (stopped inside 3..6);
+- ``went on``: every step right up to the stop, then more steps (or, if nothing parsed,
+  ``length``).
 
     python scripts/arith_v1_errors.py --model runs/arith_v1/model --problems 200
 """
@@ -29,26 +30,25 @@ from dllm_gym.models.loading import load_model
 from dllm_gym.tasks import make_task
 
 STEP = re.compile(r"Compared to Box (\d), Box (\d) has (\d+) ([-+*]) (\d+) = (\d+)")
-LINK = re.compile(r"Compared to Box (\d), Box (\d) has")
 
 
-def error_kind(question: str, reference: str, generation: str) -> str:
+def error_kind(reference: str, generation: str) -> str:
     """The kind of the first worked step of ``generation`` that differs from ``reference``."""
-    wanted = STEP.findall(reference)
-    on_chain = {box for step in wanted for box in step[:2]}
-    loose = {box for link in LINK.findall(question) for box in link} - on_chain
-    for want, got in zip(wanted, STEP.findall(generation), strict=False):
+    wanted, written = STEP.findall(reference), STEP.findall(generation)
+    for want, got in zip(wanted, written, strict=False):
         if want == got:
             continue
         if want[:2] != got[:2]:
-            return "loose chain" if set(got[:2]) & loose else "box"
+            return "box"
         if want[3] != got[3]:
             return "operator"
         if sorted((got[2], got[4])) != sorted((want[2], want[4])):
             repeated = got[2] == got[4] and got[2] in (want[2], want[4])
             return "mixed forms" if repeated else "operand"
         return "arithmetic"
-    return "length"
+    if 0 < len(written) < len(wanted):
+        return "stopped early"
+    return "went on" if len(written) > len(wanted) else "length"
 
 
 def main() -> None:
@@ -82,14 +82,14 @@ def main() -> None:
         correct = task.is_correct(text, problem.reference)
         solved[problem.solution.count("=")].append(correct)
         if not correct:
-            kinds[error_kind(problem.question, problem.solution, text)] += 1
+            kinds[error_kind(problem.solution, text)] += 1
     total = sum(map(sum, solved.values()))
     print(
         f"{args.model} on {len(problems)} {args.split} problems, L = {args.gen_length}, "
         f"block {args.block_length}, {args.tokens_per_step} token(s) per step: "
         f"{100 * total / len(problems):.1f}%\n"
     )
-    print("| chain length N | solved |\n|---:|---:|")
+    print("| worked steps | solved |\n|---:|---:|")
     for links, results in sorted(solved.items()):
         print(f"| {links} | {sum(results)}/{len(results)} |")
     print("\n| first wrong step | answers |\n|---|---:|")

@@ -6,7 +6,8 @@ to know it spreads its end-of-text probability over the possible lengths. For te
 with every generation position masked, this prints per number of worked steps: the mean
 probability of end-of-text at the first padding position (the true length) and one token
 before it, and how often the first position whose end-of-text probability exceeds 0.5 is the
-true length.
+true length; and, per number of worked steps, the mean end-of-text probability at the
+typical length of every number of steps (a smeared prior spreads it over them).
 
     python scripts/eos_prior.py --model runs/arith_v1/model --task arith-v1 --gen-length 64
 """
@@ -60,17 +61,25 @@ def main() -> None:
     first = np.where(confident.any(1), confident.argmax(1), args.gen_length)
     steps = np.array([p.solution.split("\n")[0].count(". ") for p in problems])
     print(f"{args.model} on {args.task}, L = {args.gen_length}, first forward pass (all masked)")
+    counts = sorted(set(steps))
+    typical = [int(np.median(lengths[steps == count])) for count in counts]
     print(
         "| worked steps | n | true length | p(EOS) at true length | one before "
-        "| first p>0.5 == true |"
+        "| first p>0.5 == true | "
+        + " | ".join(
+            f"p(EOS) at {length} ({count} steps)"
+            for count, length in zip(counts, typical, strict=True)
+        )
+        + " |"
     )
-    print("|---:|---:|---:|---:|---:|---:|")
-    for count in sorted(set(steps)):
+    print("|---:" * (6 + len(counts)) + "|")
+    for count in counts:
         pick = steps == count
+        others = " | ".join(f"{p_eos[pick, length].mean():.2f}" for length in typical)
         print(
             f"| {count} | {pick.sum()} | {int(np.median(lengths[pick]))} "
             f"| {at_length[pick].mean():.2f} | {before[pick].mean():.2f} "
-            f"| {np.mean(first[pick] == lengths[pick]):.0%} |"
+            f"| {np.mean(first[pick] == lengths[pick]):.0%} | {others} |"
         )
     print(
         f"all: p(EOS) at true length {at_length.mean():.2f}; first p>0.5 at the true length "

@@ -30,14 +30,15 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from transformers import PreTrainedTokenizerFast
 
 from agents.arguments import parse_dataclass
 from dllm_gym.decoding import decode, threshold_rule, top_k_rule
 from dllm_gym.models.architecture import DiffusionTransformerConfig, DiffusionTransformerForMaskedLM
 from dllm_gym.models.loading import OWN, wrap_model
 from dllm_gym.models.tokenizer import EOT_TOKEN, build_word_tokenizer, save_portable_tokenizer
-from dllm_gym.tasks import make_task
-from dllm_gym.tasks.arith import ArithTask, vocabulary
+from dllm_gym.tasks import arith, arith_v1, make_task
+from dllm_gym.tasks.arith import ArithTask
 
 
 @dataclass
@@ -123,11 +124,24 @@ BOOKKEEPING = {
 }  # fmt: skip
 
 
+# The words each trainable task writes; a later version's list extends the earlier one's.
+VOCABULARIES = {"arith": arith.vocabulary, "arith-v1": arith_v1.vocabulary}
+
+
 def build_model(config: TrainConfig, tokenizer) -> DiffusionTransformerForMaskedLM:
     if config.init_from:  # the warm start's shape and weights; the new position limit
         model = DiffusionTransformerForMaskedLM.from_pretrained(config.init_from)
-        if len(tokenizer) != model.config.vocab_size:
-            raise SystemExit(f"--init-from {config.init_from}: its vocabulary is not the task's")
+        start = PreTrainedTokenizerFast.from_pretrained(config.init_from).get_vocab()
+        vocab = tokenizer.get_vocab()
+        if model.config.vocab_size != len(start) or any(
+            vocab.get(w) != i for w, i in start.items()
+        ):
+            raise SystemExit(
+                f"--init-from {config.init_from}: expected its vocabulary to be the first "
+                f"{len(start)} tokens of the task's {config.task!r} ({len(vocab)} tokens)"
+            )
+        if len(vocab) > len(start):  # words the task adds: new rows, the others kept
+            model.resize_token_embeddings(len(vocab), mean_resizing=True)
         model.config.max_position_embeddings = config.max_length
         return model
     model_config = DiffusionTransformerConfig(
@@ -345,7 +359,9 @@ def main(config: TrainConfig) -> None:
     torch.manual_seed(config.seed)
     work = Path(config.work_dir)
     work.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_word_tokenizer(vocabulary())
+    if config.task not in VOCABULARIES:
+        raise SystemExit(f"--task {config.task!r}: expected one of {sorted(VOCABULARIES)}")
+    tokenizer = build_word_tokenizer(VOCABULARIES[config.task]())
     task = make_task(
         config.task, seed=config.task_seed, min_steps=config.min_steps, max_steps=config.max_steps
     )

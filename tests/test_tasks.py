@@ -159,83 +159,128 @@ def test_gsm8k_from_the_hub_needs_the_datasets_extra(monkeypatch):
         GSM8KTask().problems("test")
 
 
-def test_arith_v1_tells_every_prompt_the_same_number_of_links():
+def test_arith_v1_stops_at_the_first_count_outside_three_to_six():
     import re
 
-    from dllm_gym.tasks.arith_v1 import LINKS, ArithV1Task
+    from dllm_gym.tasks.arith_v1 import HIGH, LINKS, LOW, ArithV1Task
 
     task = ArithV1Task()
-    lengths = []
+    depths = []
     for index in range(300):
         problem = task.problem("test", index)
-        chain, _ = task.chain("test", index)
-        lengths.append(len(chain.steps))
-        # Every prompt tells LINKS comparisons and one known count, whatever the chain's length.
+        # Every prompt tells LINKS comparisons and one known count, and asks the same question.
         assert problem.question.count("Compared to") == LINKS
-        assert len(re.findall(r"Box \d has \d \w+\.", problem.question)) == 1
-        # The answer follows the asked chain from its start to the asked box, and no further.
-        steps = re.findall(r"Compared to Box (\d), Box (\d) has", problem.solution)
-        assert len(steps) == len(chain.steps)
-        asked = re.search(r"does Box (\d) have\?", problem.question).group(1)
-        assert steps[-1][1] == asked
-        assert all(steps[k][1] == steps[k + 1][0] for k in range(len(steps) - 1))
-        assert problem.reference == str(chain.values()[-1])
-        assert problem.solution.endswith(f"#### {chain.values()[-1]}")
-        # The loose chain's boxes are other boxes, and its first one has no known count.
-        told = re.findall(r"Compared to Box (\d), Box (\d) has", problem.question)
-        loose = [link for link in told if link not in steps]
-        assert len(loose) == LINKS - len(steps)
-        answered = {box for step in steps for box in step}
-        assert not answered & {box for link in loose for box in link}
-        if loose:
-            roots = {a for a, _ in loose} - {b for _, b in loose}
-            assert len(roots) == 1
-            assert not re.search(rf"Box {roots.pop()} has \d \w+\.", problem.question)
-    # The chain's length is uniform in 1..3: the answer's length is not the prompt's.
-    counts = np.bincount(lengths, minlength=4)[1:]
+        (root,) = re.findall(r"Box (\d) has (\d) (\w+)\.", problem.question)
+        item = root[2]
+        assert problem.question.endswith(
+            f"How many {item} does the first Box with fewer than 3 or more than 6 {item} have?"
+        )
+        links = {a: (b, op, int(x)) for a, b, x, op in _told_links(problem.question)}
+        # The answer follows the told chain from the known box, one link a step, and stops at
+        # the first count outside 3..6.
+        steps = re.findall(
+            r"Compared to Box (\d), Box (\d) has (\d) ([-+*]) (\d) = (\d)\.", problem.solution
+        )
+        box, value = root[0], int(root[1])
+        assert LOW <= value <= HIGH
+        for k, (previous, name, left, op, right, result) in enumerate(steps):
+            assert previous == box and links[box][0] == name and links[box][1] == op
+            assert sorted((int(left), int(right))) == sorted((value, links[box][2]))
+            value = {"+": value + links[box][2], "-": value - links[box][2]}.get(
+                op, value * links[box][2]
+            )
+            assert int(result) == value
+            assert (LOW <= value <= HIGH) == (k < len(steps) - 1)
+            box = name
+        assert problem.reference == str(value)
+        assert problem.solution.endswith(f"\n#### {value}")
+        depths.append(len(steps))
+    # The number of worked steps is uniform in 1..3: the answer's length is not the prompt's.
+    counts = np.bincount(depths, minlength=4)[1:]
     assert counts.min() > 0.8 * counts.mean(), counts
 
 
-def test_arith_v1_checks_its_number_of_links():
-    from dllm_gym.tasks.arith_v1 import ArithV1Task
+def _told_links(question: str) -> list[tuple[str, str, str, str]]:
+    """(from box, to box, operand, operator) of every comparison the question tells."""
+    import re
+
+    operators = {"more": "+", "fewer": "-", "times": "*"}
+    told = re.findall(r"Compared to Box (\d), Box (\d) has (\d) (more|fewer|times)", question)
+    return [(a, b, x, operators[word]) for a, b, x, word in told]
+
+
+def test_arith_v1_renders_its_docstring_example():
+    from dllm_gym.tasks import arith_v1
+    from dllm_gym.tasks.arith import Chain
+
+    problem = arith_v1.render_v1(
+        Chain(3, (("+", 1), ("+", 4), ("-", 2))), [2, 6, 1, 0], "eggs", [2, 0, 3, 1], [True, False]
+    )
+    example = arith_v1.__doc__.split("::")[1].split("\n\n")[1:3]
+    question, solution = (" ".join(part.split()) for part in example)
+    assert problem.question == question
+    assert " ".join(problem.solution.split()) == solution
+    assert problem.reference == "8"
+
+
+def test_arith_v1_checks_its_arguments():
+    from dllm_gym.tasks.arith import Chain
+    from dllm_gym.tasks.arith_v1 import ArithV1Task, render_v1
 
     with pytest.raises(ValueError, match="links=2: expected at least max_steps=3"):
         ArithV1Task(links=2)
-    with pytest.raises(ValueError, match=r"links=9: .* at most 8"):
-        ArithV1Task(links=9)
+    with pytest.raises(ValueError, match=r"links=10: .* at most 9"):
+        ArithV1Task(links=10)
+    with pytest.raises(ValueError, match=r"chain: expected a start in 3..6 .* \[4, 5, 6\]"):
+        render_v1(Chain(4, (("+", 1), ("+", 1))), [1, 2, 3], "pens")
+    with pytest.raises(ValueError, match=r"chain: expected a start in 3..6"):
+        render_v1(Chain(7, (("-", 1),)), [1, 2], "pens")
+    with pytest.raises(ValueError, match="swapped: expected 1 flags"):
+        render_v1(Chain(4, (("*", 2), ("+", 1))), [1, 2, 3], "pens", swapped=[True, True])
+    with pytest.raises(ValueError, match="swapped: a '-' step"):
+        render_v1(Chain(4, (("-", 2),)), [1, 2], "pens", swapped=[True])
 
 
 def test_arith_v1_swaps_commutative_operands_at_random():
     from dllm_gym.tasks.arith import Chain
     from dllm_gym.tasks.arith_v1 import ArithV1Task, render_v1
 
-    chain = Chain(3, (("+", 4), ("*", 1), ("-", 2)))
+    chain = Chain(3, (("+", 1), ("*", 2), ("-", 2)))
     plain = render_v1(chain, [1, 2, 3, 4], "pens")
-    swapped = render_v1(chain, [1, 2, 3, 4], "pens", swapped=[True, True, False])
+    swapped = render_v1(chain, [1, 2, 3, 4], "pens", swapped=[True, True])
     assert plain.solution == (
-        "Box 1 has 3. Compared to Box 1, Box 2 has 3 + 4 = 7. Compared to Box 2, Box 3 has "
-        "7 * 1 = 7. Compared to Box 3, Box 4 has 7 - 2 = 5.\n#### 5"
+        "Box 1 has 3. Compared to Box 1, Box 2 has 3 + 1 = 4. Compared to Box 2, Box 3 has "
+        "4 * 2 = 8.\n#### 8"
     )
-    assert "Box 2 has 4 + 3 = 7. Compared to Box 2, Box 3 has 1 * 7 = 7." in swapped.solution
-    assert plain.reference == swapped.reference == "5"
-    with pytest.raises(ValueError, match="swapped: a '-' step"):
-        render_v1(chain, [1, 2, 3, 4], "pens", swapped=[False, False, True])
-    with pytest.raises(ValueError, match="loose_labels: expected 2 distinct boxes not in"):
-        render_v1(chain, [1, 2, 3, 4], "pens", loose=[("+", 1)], loose_labels=[4, 5])
+    assert "Box 2 has 1 + 3 = 4. Compared to Box 2, Box 3 has 2 * 4 = 8." in swapped.solution
+    assert plain.reference == swapped.reference == "8"
     task = ArithV1Task()
-    solutions = [task.problem("test", i).solution for i in range(200)]
     forms = {"value first": 0, "operand first": 0}
-    for solution in solutions:
-        for step in solution.split(". ")[1:]:
-            words = step.split()
-            if len(words) >= 11 and words[8] in {"+", "*"}:
-                left, right = int(words[7]), int(words[9])
-                if left != right:
-                    previous = solution.split(". ")[solution.split(". ").index(step) - 1]
-                    value = previous.split()[-1].rstrip(".")
-                    forms["value first" if str(left) == value else "operand first"] += 1
+    for index in range(200):
+        solution = task.problem("test", index).solution
+        value = solution.split()[3].rstrip(".")  # the known count
+        for step in solution.split("\n")[0].split(". ")[1:]:
+            words = step.rstrip(".").split()
+            left, op, right, result = words[7], words[8], words[9], words[11]
+            if op in {"+", "*"} and left != right:
+                forms["value first" if left == value else "operand first"] += 1
+            value = result
     share = forms["operand first"] / sum(forms.values())
     assert 0.35 < share < 0.65, forms
+
+
+def test_arith_v1_vocabulary_extends_v0s_and_covers_every_problem():
+    from dllm_gym.models.tokenizer import build_word_tokenizer
+    from dllm_gym.tasks import arith, arith_v1
+
+    v0, v1 = build_word_tokenizer(arith.vocabulary()), build_word_tokenizer(arith_v1.vocabulary())
+    assert len(v1) == len(v0) + len(arith_v1.QUESTION_WORDS)
+    assert all(v1.get_vocab()[word] == i for word, i in v0.get_vocab().items())
+    task = arith_v1.ArithV1Task()
+    for index in range(50):
+        problem = task.problem("train", index)
+        ids = v1(problem.question + " " + problem.solution)["input_ids"]
+        assert v1.unk_token_id not in ids
 
 
 def test_arith_v1_splits_are_disjoint_in_their_numbers():

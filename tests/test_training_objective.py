@@ -95,3 +95,38 @@ def test_the_fraction_of_semi_autoregressive_rows_follows_the_setting(train):
     semi = sum(is_semi(row) for row in rows) / len(rows)
     # Half the rows by construction, and few LLaDA rows look semi-autoregressive by chance.
     assert 0.4 < semi < 0.7
+
+
+def test_a_warm_start_keeps_its_tokens_and_grows_rows_for_the_words_a_task_adds(train, tmp_path):
+    from dllm_gym.models.architecture import (
+        DiffusionTransformerConfig,
+        DiffusionTransformerForMaskedLM,
+    )
+    from dllm_gym.models.tokenizer import build_word_tokenizer
+    from dllm_gym.tasks import arith, arith_v1
+
+    v0 = build_word_tokenizer(arith.vocabulary())
+    torch.manual_seed(0)
+    start = DiffusionTransformerForMaskedLM(
+        DiffusionTransformerConfig(
+            vocab_size=len(v0), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+            num_attention_heads=2, max_position_embeddings=64,
+        )
+    )  # fmt: skip
+    start.save_pretrained(tmp_path)
+    v0.save_pretrained(tmp_path)
+    v1 = build_word_tokenizer(arith_v1.vocabulary())
+    config = train.TrainConfig(task="arith-v1", init_from=str(tmp_path), max_length=272)
+    model = train.build_model(config, v1)
+    assert model.config.vocab_size == len(v1) == len(v0) + 4
+    assert model.config.max_position_embeddings == 272
+    for old, new in (
+        (start.get_input_embeddings(), model.get_input_embeddings()),
+        (start.get_output_embeddings(), model.get_output_embeddings()),
+    ):
+        assert new.weight.shape[0] == len(v1)
+        assert torch.equal(new.weight[: len(v0)], old.weight)
+    # A vocabulary that renumbers the warm start's tokens is refused, naming the argument.
+    shuffled = build_word_tokenizer(list(reversed(arith_v1.vocabulary())))
+    with pytest.raises(SystemExit, match=r"--init-from .* the first 68 tokens of the task's"):
+        train.build_model(config, shuffled)

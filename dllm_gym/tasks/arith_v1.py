@@ -1,47 +1,41 @@
-"""Arith-v1: Arith chains whose worked answer has a length the prompt does not tell.
+"""Arith-v1: Arith chains whose worked answer stops where a computed count first leaves 3..6.
 
 Like :mod:`dllm_gym.tasks.arith` (v0), a problem is a chain of single-digit operations told as
-shuffled sentences about numbered boxes, and the question asks for the box at its end. Two
-things change:
+shuffled sentences about numbered boxes. Two things change:
 
-- **The prompt always tells the same number of links**: the asked chain has ``N`` links
-  (``N`` uniform in ``1..3``) and a *loose chain* of ``links - N`` more comparisons between
-  other boxes, the first of which has no known count, fills the rest (three comparisons in
-  all, so a chain of three has no loose one). The sentences are shuffled together, so every
-  prompt has the same shape and the worked answer's length (``N`` steps, and so where
-  end-of-text begins) is known only after following the chain from its start, not from
-  counting sentences (a model that follows three links inside one forward pass can still
-  tell it: see the status below).
+- **The answer's length depends on the arithmetic, not on the prompt.** Every prompt tells a
+  chain of three comparisons from the one box whose count is known (3 to 6), and asks for
+  the first box along it with fewer than 3 or more than 6. The worked answer follows the
+  chain and stops there, after ``k`` steps (``k`` uniform in ``1..3``). Every operator can
+  end the chain or continue it. Every prompt has the same shape and the question names no
+  box, so where end-of-text begins is known only by doing the chain's arithmetic up to the
+  stop: counting sentences or tracing box names cannot tell it.
 - **Equivalent forms are used at random**: the operands of ``+`` and ``*`` come in either
   order (``... Box 4 has 7 + 2 = 9.`` or ``... Box 4 has 2 + 7 = 9.``), so tokens of one
   step revealed together can mix forms.
 
 The answer keeps GSM8K's shape (worked steps, then ``#### N``)::
 
-    Compared to Box 6, Box 1 has 2 fewer eggs. Box 2 has 3 eggs. Compared to Box 1, Box 0
-    has 4 more eggs. Compared to Box 2, Box 8 has 3 times the eggs. How many eggs does Box 8
-    have?
+    Compared to Box 6, Box 1 has 4 more eggs. Box 2 has 3 eggs. Compared to Box 1, Box 0
+    has 2 fewer eggs. Compared to Box 2, Box 6 has 1 more eggs. How many eggs does the
+    first Box with fewer than 3 or more than 6 eggs have?
 
-    Box 2 has 3. Compared to Box 2, Box 8 has 3 * 3 = 9.
-    #### 9
+    Box 2 has 3. Compared to Box 2, Box 6 has 1 + 3 = 4. Compared to Box 6, Box 1 has
+    4 + 4 = 8.
+    #### 8
 
-Each step opens as the question's sentence about that box does (``Compared to Box 2, Box 8
+Each step opens as the question's sentence about that box does (``Compared to Box 2, Box 6
 has``): the worked answer names the box it builds on, as a person checking the chain would.
-The loose chain (Box 6 to 1 to 0 above) never meets the asked one: following the chain
-from the only box with a known count never enters it.
+The links after the stop (Box 1 to Box 0 above) are told but never worked.
 
-Status (issue 17): no environment id uses this task yet, because no embedded model meets its
-targets. Three drafts were trained from the v0 model on this 2-core CPU (40 to 106 minutes
-each): a box asked at a random depth of a fully told chain (65 to 72% top-1 on validation; the
-model named the asked box in the first step, a shortcut right whenever it is the first link),
-four comparisons in every prompt (62.5% and 55% at 2,500 and 3,000 steps, where it was stopped;
-operands taken from the wrong sentence), and this one (73.1% top-1 on the 1,000 test problems
-after 6,000 steps). With three comparisons the trained model also reads the answer's length off
-the prompt in one forward pass (end of text first exceeds 0.5 exactly at the true length in 80%
-of problems, against 15% at step 500): the chains are short enough to follow inside one pass.
+History (issue 17): earlier drafts hid the length by the structure of the prompt (a box asked
+at a random depth of a told chain; a loose chain of other boxes beside the asked one). The
+embedded model either took shortcuts (65 to 72% top-1) or, with three comparisons, traced the
+chain's box names inside one forward pass and read the length off the prompt (80% of first
+passes put end-of-text exactly at the true length). Here the length needs the counts.
 
-Splits are disjoint in the numbers as in v0: the asked chain (start value and operations)
-belongs to one split only, whatever the loose chain, labels, item, order or operand order.
+Splits are disjoint in the numbers as in v0: a chain (start value and operations, all three
+links) belongs to one split only, whatever the labels, item, order or operand order.
 """
 
 from __future__ import annotations
@@ -54,76 +48,80 @@ from dllm_gym.tasks.arith import (
     BOXES,
     ITEMS,
     LABEL,
-    OPERATORS,
     ArithTask,
     Chain,
     _draw_chain,
     _sentence,
 )
+from dllm_gym.tasks.arith import vocabulary as v0_vocabulary
 from dllm_gym.tasks.base import Problem
 from dllm_gym.tasks.generated import DEFAULT_SIZES, SPLIT_BUCKETS, split_rng
 
 COMMUTATIVE = ("+", "*")
-LINKS = 3  # comparisons every prompt tells: the asked chain's and the loose chain's
+LINKS = 3  # comparisons every prompt tells
+LOW, HIGH = 3, 6  # the answer is the first box with a count outside LOW..HIGH
+QUESTION_WORDS = ("first", "with", "than", "or")  # the words v1 adds to v0's vocabulary
+
+
+def stop_depth(chain: Chain) -> int | None:
+    """The number of worked steps: the depth of the first count outside ``LOW..HIGH``
+    (``None`` when the start is already outside or no count leaves the range)."""
+    values = chain.values()
+    if not LOW <= values[0] <= HIGH:
+        return None
+    return next((k for k, value in enumerate(values) if not LOW <= value <= HIGH), None)
 
 
 def render_v1(
     chain: Chain,
     labels: Sequence[int],
     item: str,
-    loose: Sequence[tuple[str, int]] = (),
-    loose_labels: Sequence[int] = (),
     order: Sequence[int] | None = None,
     swapped: Sequence[bool] | None = None,
 ) -> Problem:
-    """The problem asking for the box at the end of ``chain``, told among a loose chain.
+    """The problem asking for the first box of ``chain`` with a count outside ``LOW..HIGH``.
 
-    ``labels[k]`` is the box holding the ``k``-th value of ``chain``; ``loose`` are the
-    (operator, operand) links of the loose chain, whose boxes are ``loose_labels`` (one more
-    than its links, none of ``labels``); ``order`` is the order of the question's sentences
-    (a permutation of the start sentence ``0``, the chain's links ``1..N`` and then the loose
-    links); ``swapped[k]`` writes step ``k`` (of ``+`` or ``*``) with its operands swapped.
+    ``labels[k]`` is the box holding the ``k``-th value of ``chain``; ``order`` is the order
+    of the question's sentences (a permutation of the start sentence ``0`` and the links
+    ``1..n``; ``None`` tells them in chain order); ``swapped[k]`` writes worked step ``k`` (of
+    ``+`` or ``*``) with its operands swapped (one flag per worked step).
     """
     n = len(chain.steps)
     if len(labels) != n + 1 or len(set(labels)) != len(labels):
         raise ValueError(f"labels: expected {n + 1} distinct boxes, got {labels}")
-    if loose and (
-        len(loose_labels) != len(loose) + 1
-        or len(set(loose_labels)) != len(loose_labels)
-        or set(loose_labels) & set(labels)
-    ):
+    depth = stop_depth(chain)
+    if depth is None:
         raise ValueError(
-            f"loose_labels: expected {len(loose) + 1} distinct boxes not in labels {labels}, "
-            f"got {loose_labels}"
+            f"chain: expected a start in {LOW}..{HIGH} and a later count outside, got "
+            f"the counts {chain.values()}"
         )
-    swapped = [False] * n if swapped is None else list(swapped)
-    if len(swapped) != n:
-        raise ValueError(f"swapped: expected {n} flags, got {len(swapped)}")
-    for (operator, _), swap in zip(chain.steps, swapped, strict=True):
+    swapped = [False] * depth if swapped is None else list(swapped)
+    if len(swapped) != depth:
+        raise ValueError(f"swapped: expected {depth} flags (one per worked step), got {swapped}")
+    for (operator, _), swap in zip(chain.steps, swapped, strict=False):
         if swap and operator not in COMMUTATIVE:
             raise ValueError(f"swapped: a {operator!r} step cannot swap its operands")
-    count = n + 1 + len(loose)
-    order = list(range(count)) if order is None else list(order)
-    if sorted(order) != list(range(count)):
-        raise ValueError(f"order: expected a permutation of 0..{count - 1}, got {order}")
+    order = list(range(n + 1)) if order is None else list(order)
+    if sorted(order) != list(range(n + 1)):
+        raise ValueError(f"order: expected a permutation of 0..{n}, got {order}")
     names = [f"{LABEL} {label}" for label in labels]
-    loose_names = [f"{LABEL} {label}" for label in loose_labels]
     values = chain.values()
     sentences = [f"{names[0]} has {chain.start} {item}."]
     for k, (operator, operand) in enumerate(chain.steps):
         sentences.append(_sentence(operator, names[k + 1], operand, item, names[k]))
-    for k, (operator, operand) in enumerate(loose):
-        sentences.append(_sentence(operator, loose_names[k + 1], operand, item, loose_names[k]))
     solution = [f"{names[0]} has {chain.start}."]
-    for k, (operator, operand) in enumerate(chain.steps):
+    for k, (operator, operand) in enumerate(chain.steps[:depth]):
         left, right = (operand, values[k]) if swapped[k] else (values[k], operand)
         solution.append(
             f"Compared to {names[k]}, {names[k + 1]} has {left} {operator} {right} "
             f"= {values[k + 1]}."
         )
     question = [sentences[i] for i in order]
-    question.append(f"How many {item} does {names[n]} have?")
-    answer = str(values[n])
+    question.append(
+        f"How many {item} does the first {LABEL} with fewer than {LOW} or more than {HIGH} "
+        f"{item} have?"
+    )
+    answer = str(values[depth])
     return Problem(
         question=" ".join(question),
         reference=answer,
@@ -136,8 +134,9 @@ class ArithV1Task(ArithTask):
 
     Args:
         seed: seed of the generator; problem ``i`` of a split depends only on (seed, split, i).
-        min_steps, max_steps: the asked chain's number of links ``N`` is uniform in this range.
-        links: comparisons every prompt tells; the loose chain has ``links - N`` of them.
+        min_steps, max_steps: the number of worked steps ``k`` (where the first count outside
+            3..6 is) is uniform in this range.
+        links: comparisons every prompt tells (the chain's links, worked or not).
         sizes: number of problems in each split (``train``, ``validation``, ``test``).
     """
 
@@ -152,40 +151,40 @@ class ArithV1Task(ArithTask):
         sizes: Mapping[str, int] | None = None,
     ) -> None:
         super().__init__(seed=seed, min_steps=min_steps, max_steps=max_steps, sizes=sizes)
-        if not max_steps <= links <= BOXES - 2:
+        if not max_steps <= links <= BOXES - 1:
             raise ValueError(
-                f"links={links}: expected at least max_steps={max_steps} (the asked chain's "
-                f"links) and at most {BOXES - 2} (two chains of distinct boxes)"
+                f"links={links}: expected at least max_steps={max_steps} (the worked steps) "
+                f"and at most {BOXES - 1} (a chain of distinct boxes)"
             )
         self.links = links
 
     def chain(self, split: str, index: int) -> tuple[Chain, np.random.Generator]:
-        """The asked chain of problem ``index`` of ``split`` and the generator that drew it.
+        """The chain of problem ``index`` of ``split`` and the generator that drew it.
 
-        Its length is drawn first, then chains of that length until one belongs to
-        ``split``, so ``N`` is uniform in every split (v0 redraws the length too, which
-        favours lengths with more chains in the split's buckets).
+        The number of worked steps is drawn first, then chains of ``links`` links until one
+        stops there and belongs to ``split``, so it is uniform in every split.
         """
         rng = split_rng(self.seed, split, index)
-        n = int(rng.integers(self.min_steps, self.max_steps + 1))
+        depth = int(rng.integers(self.min_steps, self.max_steps + 1))
         while True:
-            chain = _draw_chain(rng, n, n)
-            if chain.split_bucket() in SPLIT_BUCKETS[split]:
+            chain = _draw_chain(rng, self.links, self.links)
+            if stop_depth(chain) == depth and chain.split_bucket() in SPLIT_BUCKETS[split]:
                 return chain, rng
 
     def _generate(self, split: str, index: int) -> Problem:
         chain, rng = self.chain(split, index)
-        n = len(chain.steps)
-        boxes = [int(i) for i in rng.permutation(BOXES)]
-        labels, loose_labels = boxes[: n + 1], boxes[n + 1 : self.links + 2]
-        loose = []
-        for _ in range(self.links - n):
-            operator = OPERATORS[int(rng.integers(len(OPERATORS)))]
-            loose.append((operator, int(rng.integers(2 if operator == "*" else 1, 10))))
+        depth = stop_depth(chain)
+        labels = [int(i) for i in rng.permutation(BOXES)[: self.links + 1]]
         item = ITEMS[int(rng.integers(len(ITEMS)))]
         order = [int(i) for i in rng.permutation(self.links + 1)]
-        swapped = [bool(rng.integers(2)) and op in COMMUTATIVE for op, _ in chain.steps]
-        return render_v1(chain, labels, item, loose, loose_labels, order, swapped)
+        swapped = [bool(rng.integers(2)) and op in COMMUTATIVE for op, _ in chain.steps[:depth]]
+        return render_v1(chain, labels, item, order, swapped)
 
 
-__all__ = ["DEFAULT_SIZES", "LINKS", "ArithV1Task", "render_v1"]
+def vocabulary() -> list[str]:
+    """Every word and symbol an Arith-v1 problem or solution uses (digits excluded): v0's
+    vocabulary followed by :data:`QUESTION_WORDS`, so v0's token ids keep their meaning."""
+    return [*v0_vocabulary(), *QUESTION_WORDS]
+
+
+__all__ = ["DEFAULT_SIZES", "HIGH", "LINKS", "LOW", "ArithV1Task", "render_v1", "vocabulary"]
