@@ -171,6 +171,7 @@ def test_arith_v1_stops_at_the_first_count_outside_three_to_six():
         # Every prompt tells LINKS comparisons and one known count, and asks the same question.
         assert problem.question.count("Compared to") == LINKS
         (root,) = re.findall(r"Box (\d) has (\d) (\w+)\.", problem.question)
+        assert problem.question.startswith(f"Box {root[0]} has")  # told in chain order
         item = root[2]
         assert problem.question.endswith(
             f"How many {item} does the first Box with fewer than 3 or more than 6 {item} have?"
@@ -214,7 +215,7 @@ def test_arith_v1_renders_its_docstring_example():
     from dllm_gym.tasks.arith import Chain
 
     problem = arith_v1.render_v1(
-        Chain(3, (("+", 1), ("+", 4), ("-", 2))), [2, 6, 1, 0], "eggs", [2, 0, 3, 1], [True, False]
+        Chain(3, (("+", 1), ("+", 4), ("-", 2))), [2, 6, 1, 0], "eggs", swapped=[True, False]
     )
     example = arith_v1.__doc__.split("::")[1].split("\n\n")[1:3]
     question, solution = (" ".join(part.split()) for part in example)

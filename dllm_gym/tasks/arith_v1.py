@@ -1,7 +1,7 @@
 """Arith-v1: Arith chains whose worked answer stops where a computed count first leaves 3..6.
 
 Like :mod:`dllm_gym.tasks.arith` (v0), a problem is a chain of single-digit operations told as
-shuffled sentences about numbered boxes. Two things change:
+sentences about numbered boxes. Three things change:
 
 - **The answer's length depends on the arithmetic, not on the prompt.** Every prompt tells a
   chain of three comparisons from the one box whose count is known (3 to 6), and asks for
@@ -10,14 +10,17 @@ shuffled sentences about numbered boxes. Two things change:
   end the chain or continue it. Every prompt has the same shape and the question names no
   box, so where end-of-text begins is known only by doing the chain's arithmetic up to the
   stop: counting sentences or tracing box names cannot tell it.
+- **The sentences come in chain order.** What makes the steps sequential is the arithmetic
+  (each step starts from the previous result, and whether to go on depends on it), not
+  finding the next sentence; the embedded model never exceeded about 80% on shuffled ones.
 - **Equivalent forms are used at random**: the operands of ``+`` and ``*`` come in either
   order (``... Box 4 has 7 + 2 = 9.`` or ``... Box 4 has 2 + 7 = 9.``), so tokens of one
   step revealed together can mix forms.
 
 The answer keeps GSM8K's shape (worked steps, then ``#### N``)::
 
-    Compared to Box 6, Box 1 has 4 more eggs. Box 2 has 3 eggs. Compared to Box 1, Box 0
-    has 2 fewer eggs. Compared to Box 2, Box 6 has 1 more eggs. How many eggs does the
+    Box 2 has 3 eggs. Compared to Box 2, Box 6 has 1 more eggs. Compared to Box 6, Box 1
+    has 4 more eggs. Compared to Box 1, Box 0 has 2 fewer eggs. How many eggs does the
     first Box with fewer than 3 or more than 6 eggs have?
 
     Box 2 has 3. Compared to Box 2, Box 6 has 1 + 3 = 4. Compared to Box 6, Box 1 has
@@ -28,14 +31,16 @@ Each step opens as the question's sentence about that box does (``Compared to Bo
 has``): the worked answer names the box it builds on, as a person checking the chain would.
 The links after the stop (Box 1 to Box 0 above) are told but never worked.
 
-History (issue 17): earlier drafts hid the length by the structure of the prompt (a box asked
-at a random depth of a told chain; a loose chain of other boxes beside the asked one). The
-embedded model either took shortcuts (65 to 72% top-1) or, with three comparisons, traced the
-chain's box names inside one forward pass and read the length off the prompt (80% of first
-passes put end-of-text exactly at the true length). Here the length needs the counts.
+History (issue 17): earlier drafts, all with shuffled sentences, hid the length by the
+structure of the prompt (a box asked at a random depth of a told chain; a loose chain of other
+boxes beside the asked one). The embedded model either took shortcuts (65 to 72% top-1) or,
+with three comparisons, traced the chain's box names inside one forward pass and read the
+length off the prompt (80% of first passes put end-of-text exactly at the true length). This
+design with shuffled sentences reached 51 to 61% in its first 1,500 steps, its errors
+operands and operators taken from the wrong sentence. Here the length needs the counts.
 
 Splits are disjoint in the numbers as in v0: a chain (start value and operations, all three
-links) belongs to one split only, whatever the labels, item, order or operand order.
+links) belongs to one split only, whatever the labels, item or operand order.
 """
 
 from __future__ import annotations
@@ -176,9 +181,8 @@ class ArithV1Task(ArithTask):
         depth = stop_depth(chain)
         labels = [int(i) for i in rng.permutation(BOXES)[: self.links + 1]]
         item = ITEMS[int(rng.integers(len(ITEMS)))]
-        order = [int(i) for i in rng.permutation(self.links + 1)]
         swapped = [bool(rng.integers(2)) and op in COMMUTATIVE for op, _ in chain.steps[:depth]]
-        return render_v1(chain, labels, item, order, swapped)
+        return render_v1(chain, labels, item, swapped=swapped)
 
 
 def vocabulary() -> list[str]:
