@@ -2,10 +2,10 @@
 each wrong answer's first wrong step.
 
 Decodes problems with LLaDA's top-k schedule (``--tokens-per-step`` per step, blocks of
-``--block-length``) and compares each worked step ``Compared to Box A, Box B has x op y = r``
-with the reference. The first step that differs is classified as:
+``--block-length``) and compares each worked step ``Box B has x op y = r`` with the
+reference. The first step that differs is classified as:
 
-- ``box``: the chain was followed to a wrong box (A or B differs);
+- ``box``: the step names another box than the chain's next one;
 - ``operator`` / ``operand``: the right link, the operation or operand of another sentence;
 - ``mixed forms``: the right operands, but the second repeats the first (``5 + 5`` for
   ``5 + 0`` written as ``0 + 5``): two forms of the step mixed;
@@ -29,7 +29,7 @@ from dllm_gym.decoding import decode, top_k_rule
 from dllm_gym.models.loading import load_model
 from dllm_gym.tasks import make_task
 
-STEP = re.compile(r"Compared to Box (\d), Box (\d) has (\d+) ([-+*]) (\d+) = (\d+)")
+STEP = re.compile(r"Box (\d) has (\d+) ([-+*]) (\d+) = (\d+)")
 
 
 def error_kind(reference: str, generation: str) -> str:
@@ -38,12 +38,12 @@ def error_kind(reference: str, generation: str) -> str:
     for want, got in zip(wanted, written, strict=False):
         if want == got:
             continue
-        if want[:2] != got[:2]:
+        if want[0] != got[0]:
             return "box"
-        if want[3] != got[3]:
+        if want[2] != got[2]:
             return "operator"
-        if sorted((got[2], got[4])) != sorted((want[2], want[4])):
-            repeated = got[2] == got[4] and got[2] in (want[2], want[4])
+        if sorted((got[1], got[3])) != sorted((want[1], want[3])):
+            repeated = got[1] == got[3] and got[1] in (want[1], want[3])
             return "mixed forms" if repeated else "operand"
         return "arithmetic"
     if 0 < len(written) < len(wanted):

@@ -179,13 +179,11 @@ def test_arith_v1_stops_at_the_first_count_outside_three_to_six():
         links = {a: (b, op, int(x)) for a, b, x, op in _told_links(problem.question)}
         # The answer follows the told chain from the known box, one link a step, and stops at
         # the first count outside 3..6.
-        steps = re.findall(
-            r"Compared to Box (\d), Box (\d) has (\d) ([-+*]) (\d) = (\d)\.", problem.solution
-        )
+        steps = re.findall(r"Box (\d) has (\d) ([-+*]) (\d) = (\d)\.", problem.solution)
         box, value = root[0], int(root[1])
         assert LOW <= value <= HIGH
-        for k, (previous, name, left, op, right, result) in enumerate(steps):
-            assert previous == box and links[box][0] == name and links[box][1] == op
+        for k, (name, left, op, right, result) in enumerate(steps):
+            assert links[box][0] == name and links[box][1] == op
             assert sorted((int(left), int(right))) == sorted((value, links[box][2]))
             value = {"+": value + links[box][2], "-": value - links[box][2]}.get(
                 op, value * links[box][2]
@@ -196,9 +194,10 @@ def test_arith_v1_stops_at_the_first_count_outside_three_to_six():
         assert problem.reference == str(value)
         assert problem.solution.endswith(f"\n#### {value}")
         depths.append(len(steps))
-    # The number of worked steps is uniform in 1..3: the answer's length is not the prompt's.
-    counts = np.bincount(depths, minlength=4)[1:]
-    assert counts.min() > 0.8 * counts.mean(), counts
+    # The number of worked steps is uniform in 1..6: the answer's length is not the prompt's.
+    counts = np.bincount(depths, minlength=LINKS + 1)[1:]
+    chi_square = ((counts - counts.mean()) ** 2 / counts.mean()).sum()
+    assert chi_square < 20.5, counts  # the 0.1% tail with 5 degrees of freedom
 
 
 def _told_links(question: str) -> list[tuple[str, str, str, str]]:
@@ -214,22 +213,21 @@ def test_arith_v1_renders_its_docstring_example():
     from dllm_gym.tasks import arith_v1
     from dllm_gym.tasks.arith import Chain
 
-    problem = arith_v1.render_v1(
-        Chain(3, (("+", 1), ("+", 4), ("-", 2))), [2, 6, 1, 0], "eggs", swapped=[True, False]
-    )
+    chain = Chain(4, (("+", 1), ("-", 2), ("*", 3), ("+", 1), ("-", 4), ("+", 2)))
+    problem = arith_v1.render_v1(chain, [2, 6, 1, 0, 5, 8, 3], "eggs", swapped=[True] + [False] * 2)
     example = arith_v1.__doc__.split("::")[1].split("\n\n")[1:3]
     question, solution = (" ".join(part.split()) for part in example)
     assert problem.question == question
     assert " ".join(problem.solution.split()) == solution
-    assert problem.reference == "8"
+    assert problem.reference == "9"
 
 
 def test_arith_v1_checks_its_arguments():
     from dllm_gym.tasks.arith import Chain
     from dllm_gym.tasks.arith_v1 import ArithV1Task, render_v1
 
-    with pytest.raises(ValueError, match="links=2: expected at least max_steps=3"):
-        ArithV1Task(links=2)
+    with pytest.raises(ValueError, match="links=5: expected at least max_steps=6"):
+        ArithV1Task(links=5)
     with pytest.raises(ValueError, match=r"links=10: .* at most 9"):
         ArithV1Task(links=10)
     with pytest.raises(ValueError, match=r"chain: expected a start in 3..6 .* \[4, 5, 6\]"):
@@ -249,11 +247,8 @@ def test_arith_v1_swaps_commutative_operands_at_random():
     chain = Chain(3, (("+", 1), ("*", 2), ("-", 2)))
     plain = render_v1(chain, [1, 2, 3, 4], "pens")
     swapped = render_v1(chain, [1, 2, 3, 4], "pens", swapped=[True, True])
-    assert plain.solution == (
-        "Box 1 has 3. Compared to Box 1, Box 2 has 3 + 1 = 4. Compared to Box 2, Box 3 has "
-        "4 * 2 = 8.\n#### 8"
-    )
-    assert "Box 2 has 1 + 3 = 4. Compared to Box 2, Box 3 has 2 * 4 = 8." in swapped.solution
+    assert plain.solution == ("Box 1 has 3. Box 2 has 3 + 1 = 4. Box 3 has 4 * 2 = 8.\n#### 8")
+    assert "Box 2 has 1 + 3 = 4. Box 3 has 2 * 4 = 8." in swapped.solution
     assert plain.reference == swapped.reference == "8"
     task = ArithV1Task()
     forms = {"value first": 0, "operand first": 0}
@@ -262,7 +257,7 @@ def test_arith_v1_swaps_commutative_operands_at_random():
         value = solution.split()[3].rstrip(".")  # the known count
         for step in solution.split("\n")[0].split(". ")[1:]:
             words = step.rstrip(".").split()
-            left, op, right, result = words[7], words[8], words[9], words[11]
+            left, op, right, result = words[3], words[4], words[5], words[7]
             if op in {"+", "*"} and left != right:
                 forms["value first" if left == value else "operand first"] += 1
             value = result
