@@ -10,7 +10,7 @@ reference. The first step that differs is classified as:
 - ``mixed forms``: the right operands, but the second repeats the first (``5 + 5`` for
   ``5 + 0`` written as ``0 + 5``): two forms of the step mixed;
 - ``arithmetic``: the right operation and operands, a wrong result;
-- ``stopped early``: every written step right, but fewer of them (stopped inside 3..6);
+- ``stopped early``: every written step right, but fewer of them (before a 0, 3, 6 or 9);
 - ``went on``: every step right up to the stop, then more steps (or, if nothing parsed,
   ``length``).
 

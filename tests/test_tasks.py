@@ -159,10 +159,10 @@ def test_gsm8k_from_the_hub_needs_the_datasets_extra(monkeypatch):
         GSM8KTask().problems("test")
 
 
-def test_arith_v1_stops_at_the_first_count_outside_three_to_six():
+def test_arith_v1_stops_at_the_first_count_of_0_3_6_or_9():
     import re
 
-    from dllm_gym.tasks.arith_v1 import HIGH, LINKS, LOW, ArithV1Task
+    from dllm_gym.tasks.arith_v1 import LINKS, STOPS, ArithV1Task
 
     task = ArithV1Task()
     depths = []
@@ -174,14 +174,14 @@ def test_arith_v1_stops_at_the_first_count_outside_three_to_six():
         assert problem.question.startswith(f"Box {root[0]} has")  # told in chain order
         item = root[2]
         assert problem.question.endswith(
-            f"How many {item} does the first Box with fewer than 3 or more than 6 {item} have?"
+            f"How many {item} does the first Box with 0, 3, 6 or 9 {item} have?"
         )
         links = {a: (b, op, int(x)) for a, b, x, op in _told_links(problem.question)}
         # The answer follows the told chain from the known box, one link a step, and stops at
-        # the first count outside 3..6.
+        # the first count of 0, 3, 6 or 9.
         steps = re.findall(r"Box (\d) has (\d) ([-+*]) (\d) = (\d)\.", problem.solution)
         box, value = root[0], int(root[1])
-        assert LOW <= value <= HIGH
+        assert value not in STOPS
         for k, (name, left, op, right, result) in enumerate(steps):
             assert links[box][0] == name and links[box][1] == op
             assert sorted((int(left), int(right))) == sorted((value, links[box][2]))
@@ -189,7 +189,7 @@ def test_arith_v1_stops_at_the_first_count_outside_three_to_six():
                 op, value * links[box][2]
             )
             assert int(result) == value
-            assert (LOW <= value <= HIGH) == (k < len(steps) - 1)
+            assert (value in STOPS) == (k == len(steps) - 1)
             box = name
         assert problem.reference == str(value)
         assert problem.solution.endswith(f"\n#### {value}")
@@ -213,13 +213,13 @@ def test_arith_v1_renders_its_docstring_example():
     from dllm_gym.tasks import arith_v1
     from dllm_gym.tasks.arith import Chain
 
-    chain = Chain(4, (("+", 1), ("-", 2), ("*", 3), ("+", 1), ("-", 4), ("+", 2)))
+    chain = Chain(4, (("+", 1), ("+", 2), ("-", 1), ("+", 3), ("-", 5), ("*", 2)))
     problem = arith_v1.render_v1(chain, [2, 6, 1, 0, 5, 8, 3], "eggs", swapped=[True] + [False] * 2)
     example = arith_v1.__doc__.split("::")[1].split("\n\n")[1:3]
     question, solution = (" ".join(part.split()) for part in example)
     assert problem.question == question
     assert " ".join(problem.solution.split()) == solution
-    assert problem.reference == "9"
+    assert problem.reference == "6"
 
 
 def test_arith_v1_checks_its_arguments():
@@ -230,26 +230,28 @@ def test_arith_v1_checks_its_arguments():
         ArithV1Task(links=5)
     with pytest.raises(ValueError, match=r"links=10: .* at most 9"):
         ArithV1Task(links=10)
-    with pytest.raises(ValueError, match=r"chain: expected a start in 3..6 .* \[4, 5, 6\]"):
-        render_v1(Chain(4, (("+", 1), ("+", 1))), [1, 2, 3], "pens")
-    with pytest.raises(ValueError, match=r"chain: expected a start in 3..6"):
-        render_v1(Chain(7, (("-", 1),)), [1, 2], "pens")
+    with pytest.raises(ValueError, match=r"chain: expected a start not in .* \[4, 5, 7\]"):
+        render_v1(Chain(4, (("+", 1), ("+", 2))), [1, 2, 3], "pens")
+    with pytest.raises(ValueError, match=r"chain: expected a start not in"):
+        render_v1(Chain(6, (("-", 1),)), [1, 2], "pens")
     with pytest.raises(ValueError, match="swapped: expected 1 flags"):
-        render_v1(Chain(4, (("*", 2), ("+", 1))), [1, 2, 3], "pens", swapped=[True, True])
+        render_v1(Chain(4, (("-", 1), ("+", 1))), [1, 2, 3], "pens", swapped=[False, True])
     with pytest.raises(ValueError, match="swapped: a '-' step"):
-        render_v1(Chain(4, (("-", 2),)), [1, 2], "pens", swapped=[True])
+        render_v1(Chain(4, (("-", 1),)), [1, 2], "pens", swapped=[True])
 
 
 def test_arith_v1_swaps_commutative_operands_at_random():
     from dllm_gym.tasks.arith import Chain
     from dllm_gym.tasks.arith_v1 import ArithV1Task, render_v1
 
-    chain = Chain(3, (("+", 1), ("*", 2), ("-", 2)))
+    chain = Chain(1, (("+", 3), ("*", 2), ("-", 2)))
     plain = render_v1(chain, [1, 2, 3, 4], "pens")
-    swapped = render_v1(chain, [1, 2, 3, 4], "pens", swapped=[True, True])
-    assert plain.solution == ("Box 1 has 3. Box 2 has 3 + 1 = 4. Box 3 has 4 * 2 = 8.\n#### 8")
-    assert "Box 2 has 1 + 3 = 4. Box 3 has 2 * 4 = 8." in swapped.solution
-    assert plain.reference == swapped.reference == "8"
+    swapped = render_v1(chain, [1, 2, 3, 4], "pens", swapped=[True, True, False])
+    assert plain.solution == (
+        "Box 1 has 1. Box 2 has 1 + 3 = 4. Box 3 has 4 * 2 = 8. Box 4 has 8 - 2 = 6.\n#### 6"
+    )
+    assert "Box 2 has 3 + 1 = 4. Box 3 has 2 * 4 = 8. Box 4 has 8 - 2 = 6." in swapped.solution
+    assert plain.reference == swapped.reference == "6"
     task = ArithV1Task()
     forms = {"value first": 0, "operand first": 0}
     for index in range(200):

@@ -118,7 +118,7 @@ def test_a_warm_start_keeps_its_tokens_and_grows_rows_for_the_words_a_task_adds(
     v1 = build_word_tokenizer(arith_v1.vocabulary())
     config = train.TrainConfig(task="arith-v1", init_from=str(tmp_path), max_length=272)
     model = train.build_model(config, v1)
-    assert model.config.vocab_size == len(v1) == len(v0) + 4
+    assert model.config.vocab_size == len(v1) == len(v0) + len(arith_v1.QUESTION_WORDS)
     assert model.config.max_position_embeddings == 272
     for old, new in (
         (start.get_input_embeddings(), model.get_input_embeddings()),

@@ -1,15 +1,17 @@
-"""Arith-v1: Arith chains whose worked answer stops where a computed count first leaves 3..6.
+"""Arith-v1: Arith chains whose worked answer stops at the first count of 0, 3, 6 or 9.
 
 Like :mod:`dllm_gym.tasks.arith` (v0), a problem is a chain of single-digit operations told as
 sentences about numbered boxes, and the worked answer writes one step per box (``Box 6 has
 1 + 4 = 5.``). Three things change:
 
 - **The answer's length depends on the arithmetic, not on the prompt.** Every prompt tells a
-  chain of six comparisons from the one box whose count is known (3 to 6), and asks for the
-  first box along it with fewer than 3 or more than 6. The worked answer follows the chain
+  chain of six comparisons from the one box whose count is known (not a multiple of 3), and
+  asks for the first box along it with 0, 3, 6 or 9. The worked answer follows the chain
   and stops there, after ``k`` steps (``k`` uniform in ``1..6``). Every prompt has the same
   shape and the question names no box, so where end-of-text begins is known only by doing
-  the chain's arithmetic up to the stop, up to six dependent operations.
+  the chain's arithmetic up to the stop, up to six dependent operations. Whether a link ends
+  the chain depends on the count it starts from (``+ 1`` ends it from 2, 5 or 8 only), so
+  the links alone tell little.
 - **The sentences come in chain order.** What makes the steps sequential is the arithmetic
   (each step starts from the previous result, and whether to go on depends on it), not
   finding the next sentence, which the embedded model never learned beyond about 80%.
@@ -20,24 +22,24 @@ sentences about numbered boxes, and the worked answer writes one step per box (`
 The answer keeps GSM8K's shape (worked steps, then ``#### N``)::
 
     Box 2 has 4 eggs. Compared to Box 2, Box 6 has 1 more eggs. Compared to Box 6, Box 1
-    has 2 fewer eggs. Compared to Box 1, Box 0 has 3 times the eggs. Compared to Box 0,
-    Box 5 has 1 more eggs. Compared to Box 5, Box 8 has 4 fewer eggs. Compared to Box 8,
-    Box 3 has 2 more eggs. How many eggs does the first Box with fewer than 3 or more
-    than 6 eggs have?
+    has 2 more eggs. Compared to Box 1, Box 0 has 1 fewer eggs. Compared to Box 0, Box 5
+    has 3 more eggs. Compared to Box 5, Box 8 has 5 fewer eggs. Compared to Box 8, Box 3
+    has 2 times the eggs. How many eggs does the first Box with 0, 3, 6 or 9 eggs have?
 
-    Box 2 has 4. Box 6 has 1 + 4 = 5. Box 1 has 5 - 2 = 3. Box 0 has 3 * 3 = 9.
-    #### 9
+    Box 2 has 4. Box 6 has 1 + 4 = 5. Box 1 has 5 + 2 = 7. Box 0 has 7 - 1 = 6.
+    #### 6
 
-The links after the stop (from Box 0 on above) are told but never worked.
+The links after the stop (from Box 5 on above) are told but never worked.
 
 History (issue 17): earlier drafts told shuffled sentences and hid the length by the prompt's
 structure (a box asked at a random depth of a told chain; a loose chain of other boxes beside
 the asked one). The embedded model either took shortcuts (65 to 72% top-1) or, with three
 comparisons, traced the chain's box names inside one forward pass and read the length off the
-prompt (80% of first passes put end-of-text exactly at the true length). With shuffled
-sentences, this stopping rule reached 51 to 61% in 1,500 steps (operands taken from the wrong
-sentence); with three comparisons in order, the model knew the length of one- and two-step
-answers in one pass after 500 steps. Hence six comparisons, in order.
+prompt (80% of first passes put end-of-text exactly at the true length). A stop at the first
+count outside 3..6 was learned slowly from shuffled sentences (51 to 61% in 1,500 steps) and
+read in one pass from sentences in order (73% of first passes at the true length after 500
+steps): inside a narrow range only small operands keep the chain going, so the first large
+operand marks the stop. Hence a stop that depends on the count each link starts from.
 
 Splits are disjoint in the numbers as in v0: a chain (start value and operations, all six
 links) belongs to one split only, whatever the labels, item or operand order.
@@ -66,34 +68,35 @@ from dllm_gym.tasks.generated import DEFAULT_SIZES, SPLIT_BUCKETS, split_rng
 
 COMMUTATIVE = ("+", "*")
 LINKS = 6  # comparisons every prompt tells
-LOW, HIGH = 3, 6  # the answer is the first box with a count outside LOW..HIGH
-QUESTION_WORDS = ("first", "with", "than", "or")  # the words v1 adds to v0's vocabulary
+STOPS = (0, 3, 6, 9)  # the answer is the first box with one of these counts
+QUESTION_WORDS = ("first", "with", "or")  # the words v1 adds to v0's vocabulary
 
 
 def stop_depth(chain: Chain) -> int | None:
-    """The number of worked steps: the depth of the first count outside ``LOW..HIGH``
-    (``None`` when the start is already outside or no count leaves the range)."""
+    """The number of worked steps: the depth of the first count in :data:`STOPS` (``None``
+    when the start is one or no count is)."""
     values = chain.values()
-    if not LOW <= values[0] <= HIGH:
+    if values[0] in STOPS:
         return None
-    return next((k for k, value in enumerate(values) if not LOW <= value <= HIGH), None)
+    return next((k for k, value in enumerate(values) if value in STOPS), None)
 
 
 def _draw_stopping_chain(rng: np.random.Generator, depth: int, links: int) -> Chain:
-    """A chain of ``links`` links whose first count outside ``LOW..HIGH`` is at ``depth``.
+    """A chain of ``links`` links whose first count in :data:`STOPS` is at ``depth``.
 
-    Each link's operator is uniform among those with an operand that keeps the count inside
-    the range (before ``depth``), takes it out (at ``depth``) or keeps it a digit (after),
+    Each link's operator is uniform among those with an operand that gives a count not in
+    ``STOPS`` (before ``depth``), one in ``STOPS`` (at ``depth``) or any digit (after),
     then its operand uniform among those operands.
     """
-    value = int(rng.integers(LOW, HIGH + 1))
+    starts = [value for value in range(10) if value not in STOPS]
+    value = starts[int(rng.integers(len(starts)))]
     start, steps = value, []
     for k in range(1, links + 1):
         options = {}
         for operator in OPERATORS:
             results = [(a, _apply(operator, value, a)) for a in _operands(operator, value)]
-            if k <= depth:  # inside before the stop, outside at it
-                results = [(a, r) for a, r in results if (LOW <= r <= HIGH) != (k == depth)]
+            if k <= depth:  # no stop before the stop, a stop at it
+                results = [(a, r) for a, r in results if (r in STOPS) == (k == depth)]
             if results:
                 options[operator] = [a for a, _ in results]
         operators = list(options)
@@ -111,7 +114,7 @@ def render_v1(
     order: Sequence[int] | None = None,
     swapped: Sequence[bool] | None = None,
 ) -> Problem:
-    """The problem asking for the first box of ``chain`` with a count outside ``LOW..HIGH``.
+    """The problem asking for the first box of ``chain`` with a count in :data:`STOPS`.
 
     ``labels[k]`` is the box holding the ``k``-th value of ``chain``; ``order`` is the order
     of the question's sentences (a permutation of the start sentence ``0`` and the links
@@ -124,7 +127,7 @@ def render_v1(
     depth = stop_depth(chain)
     if depth is None:
         raise ValueError(
-            f"chain: expected a start in {LOW}..{HIGH} and a later count outside, got "
+            f"chain: expected a start not in {STOPS} and a later count in it, got "
             f"the counts {chain.values()}"
         )
     swapped = [False] * depth if swapped is None else list(swapped)
@@ -146,10 +149,7 @@ def render_v1(
         left, right = (operand, values[k]) if swapped[k] else (values[k], operand)
         solution.append(f"{names[k + 1]} has {left} {operator} {right} = {values[k + 1]}.")
     question = [sentences[i] for i in order]
-    question.append(
-        f"How many {item} does the first {LABEL} with fewer than {LOW} or more than {HIGH} "
-        f"{item} have?"
-    )
+    question.append(f"How many {item} does the first {LABEL} with 0, 3, 6 or 9 {item} have?")
     answer = str(values[depth])
     return Problem(
         question=" ".join(question),
@@ -163,8 +163,8 @@ class ArithV1Task(ArithTask):
 
     Args:
         seed: seed of the generator; problem ``i`` of a split depends only on (seed, split, i).
-        min_steps, max_steps: the number of worked steps ``k`` (where the first count outside
-            3..6 is) is uniform in this range.
+        min_steps, max_steps: the number of worked steps ``k`` (where the first count of
+            0, 3, 6 or 9 is) is uniform in this range.
         links: comparisons every prompt tells (the chain's links, worked or not).
         sizes: number of problems in each split (``train``, ``validation``, ``test``).
     """
@@ -215,4 +215,4 @@ def vocabulary() -> list[str]:
     return [*v0_vocabulary(), *QUESTION_WORDS]
 
 
-__all__ = ["DEFAULT_SIZES", "HIGH", "LINKS", "LOW", "ArithV1Task", "render_v1", "vocabulary"]
+__all__ = ["DEFAULT_SIZES", "LINKS", "STOPS", "ArithV1Task", "render_v1", "vocabulary"]
