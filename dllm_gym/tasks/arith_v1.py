@@ -2,34 +2,35 @@
 
 Like :mod:`dllm_gym.tasks.arith` (v0), a problem is a chain of single-digit operations told as
 sentences about numbered boxes, and the worked answer writes one step per box (``Box 6 has
-1 + 4 = 5.``). Three things change:
+1 + 4 = 5.``). Four things change:
 
-- **The answer's length depends on the arithmetic, not on the prompt.** Every prompt tells a
-  chain of six comparisons from the one box whose count is known (not a multiple of 3), and
-  asks for the first box along it with 0, 3, 6 or 9. The worked answer follows the chain
-  and stops there, after ``k`` steps (``k`` uniform in ``1..6``). Every prompt has the same
-  shape and the question names no box, so where end-of-text begins is known only by doing
-  the chain's arithmetic up to the stop, up to six dependent operations. Whether a link ends
-  the chain depends on the count it starts from (``+ 1`` ends it from 2, 5 or 8 only), so
-  the links alone tell little.
+- **The number of steps depends on the arithmetic.** Every prompt tells a chain of four
+  comparisons from the one box whose count is known (not a multiple of 3), and asks for the
+  first box along it with 0, 3, 6 or 9. The worked answer follows the chain and stops there,
+  after ``k`` steps (``k`` uniform in ``1..4``); whether a link ends the chain depends on the
+  count it starts from (``+ 1`` ends it from 2, 5 or 8 only).
+- **Steps come in two forms, drawn at random**: a short one (``Box 6 has 1 + 4 = 5.``) and a
+  long one that opens with the box it builds on (``Compared to Box 2, Box 6 has 1 + 4 =
+  5.``). The answer's length, where end-of-text begins, is therefore not a function of the
+  prompt: it is known only as the steps are written, as with a real model's answers.
 - **The sentences come in chain order.** What makes the steps sequential is the arithmetic
   (each step starts from the previous result, and whether to go on depends on it), not
   finding the next sentence, which the embedded model never learned beyond about 80%.
-- **Equivalent forms are used at random**: the operands of ``+`` and ``*`` come in either
-  order (``Box 6 has 4 + 1 = 5.`` or ``Box 6 has 1 + 4 = 5.``), so tokens of one step
-  revealed together can mix forms.
+- **The operands of ``+`` and ``*`` come in either order** (``Box 6 has 4 + 1 = 5.`` or
+  ``Box 6 has 1 + 4 = 5.``). With the two forms of a step, tokens revealed together can mix
+  forms.
 
 The answer keeps GSM8K's shape (worked steps, then ``#### N``)::
 
     Box 2 has 4 eggs. Compared to Box 2, Box 6 has 1 more eggs. Compared to Box 6, Box 1
     has 2 more eggs. Compared to Box 1, Box 0 has 1 fewer eggs. Compared to Box 0, Box 5
-    has 3 more eggs. Compared to Box 5, Box 8 has 5 fewer eggs. Compared to Box 8, Box 3
-    has 2 times the eggs. How many eggs does the first Box with 0, 3, 6 or 9 eggs have?
+    has 3 more eggs. How many eggs does the first Box with 0, 3, 6 or 9 eggs have?
 
-    Box 2 has 4. Box 6 has 1 + 4 = 5. Box 1 has 5 + 2 = 7. Box 0 has 7 - 1 = 6.
+    Box 2 has 4. Box 6 has 1 + 4 = 5. Compared to Box 6, Box 1 has 5 + 2 = 7. Box 0 has
+    7 - 1 = 6.
     #### 6
 
-The links after the stop (from Box 5 on above) are told but never worked.
+The link after the stop (Box 0 to Box 5 above) is told but never worked.
 
 History (issue 17): earlier drafts told shuffled sentences and hid the length by the prompt's
 structure (a box asked at a random depth of a told chain; a loose chain of other boxes beside
@@ -39,10 +40,13 @@ prompt (80% of first passes put end-of-text exactly at the true length). A stop 
 count outside 3..6 was learned slowly from shuffled sentences (51 to 61% in 1,500 steps) and
 read in one pass from sentences in order (73% of first passes at the true length after 500
 steps): inside a narrow range only small operands keep the chain going, so the first large
-operand marks the stop. Hence a stop that depends on the count each link starts from.
+operand marks the stop. A stop at the first 0, 3, 6 or 9 along six comparisons in order,
+every step in the short form, was read in one pass too once trained (94% of first passes at
+the true length after 1,500 steps): this 6-layer model composes six single-digit operations
+in one forward pass. Hence two forms of step, so that no model can read the length.
 
-Splits are disjoint in the numbers as in v0: a chain (start value and operations, all six
-links) belongs to one split only, whatever the labels, item or operand order.
+Splits are disjoint in the numbers as in v0: a chain (start value and operations, all four
+links) belongs to one split only, whatever the labels, item, forms or operand order.
 """
 
 from __future__ import annotations
@@ -67,7 +71,7 @@ from dllm_gym.tasks.base import Problem
 from dllm_gym.tasks.generated import DEFAULT_SIZES, SPLIT_BUCKETS, split_rng
 
 COMMUTATIVE = ("+", "*")
-LINKS = 6  # comparisons every prompt tells
+LINKS = 4  # comparisons every prompt tells
 STOPS = (0, 3, 6, 9)  # the answer is the first box with one of these counts
 QUESTION_WORDS = ("first", "with", "or")  # the words v1 adds to v0's vocabulary
 
@@ -113,13 +117,15 @@ def render_v1(
     item: str,
     order: Sequence[int] | None = None,
     swapped: Sequence[bool] | None = None,
+    long_form: Sequence[bool] | None = None,
 ) -> Problem:
     """The problem asking for the first box of ``chain`` with a count in :data:`STOPS`.
 
     ``labels[k]`` is the box holding the ``k``-th value of ``chain``; ``order`` is the order
     of the question's sentences (a permutation of the start sentence ``0`` and the links
     ``1..n``; ``None`` tells them in chain order); ``swapped[k]`` writes worked step ``k`` (of
-    ``+`` or ``*``) with its operands swapped (one flag per worked step).
+    ``+`` or ``*``) with its operands swapped and ``long_form[k]`` opens it with the box it
+    builds on (``Compared to Box 2, Box 6 has ...``); one flag per worked step each.
     """
     n = len(chain.steps)
     if len(labels) != n + 1 or len(set(labels)) != len(labels):
@@ -133,6 +139,11 @@ def render_v1(
     swapped = [False] * depth if swapped is None else list(swapped)
     if len(swapped) != depth:
         raise ValueError(f"swapped: expected {depth} flags (one per worked step), got {swapped}")
+    long_form = [False] * depth if long_form is None else list(long_form)
+    if len(long_form) != depth:
+        raise ValueError(
+            f"long_form: expected {depth} flags (one per worked step), got {long_form}"
+        )
     for (operator, _), swap in zip(chain.steps, swapped, strict=False):
         if swap and operator not in COMMUTATIVE:
             raise ValueError(f"swapped: a {operator!r} step cannot swap its operands")
@@ -147,7 +158,8 @@ def render_v1(
     solution = [f"{names[0]} has {chain.start}."]
     for k, (operator, operand) in enumerate(chain.steps[:depth]):
         left, right = (operand, values[k]) if swapped[k] else (values[k], operand)
-        solution.append(f"{names[k + 1]} has {left} {operator} {right} = {values[k + 1]}.")
+        opening = f"Compared to {names[k]}, " if long_form[k] else ""
+        solution.append(f"{opening}{names[k + 1]} has {left} {operator} {right} = {values[k + 1]}.")
     question = [sentences[i] for i in order]
     question.append(f"How many {item} does the first {LABEL} with 0, 3, 6 or 9 {item} have?")
     answer = str(values[depth])
@@ -206,7 +218,8 @@ class ArithV1Task(ArithTask):
         labels = [int(i) for i in rng.permutation(BOXES)[: self.links + 1]]
         item = ITEMS[int(rng.integers(len(ITEMS)))]
         swapped = [bool(rng.integers(2)) and op in COMMUTATIVE for op, _ in chain.steps[:depth]]
-        return render_v1(chain, labels, item, swapped=swapped)
+        long_form = [bool(rng.integers(2)) for _ in range(depth)]
+        return render_v1(chain, labels, item, swapped=swapped, long_form=long_form)
 
 
 def vocabulary() -> list[str]:
