@@ -55,6 +55,9 @@ class TrainConfig:
     """the task trained on: "arith" (v0) or "arith-v1" """
     task_seed: int = 0
     """seed of the Arith generator (problem i of a split depends only on it)"""
+    task_options: str = ""
+    """more keyword arguments of the task, as JSON (for the training and validation problems
+    alike), e.g. '{"links": 6, "long_forms": false}' for an Arith-v1 draft"""
     init_from: str = ""
     """warm start: a saved model folder whose weights (and shape) the run starts from"""
     min_steps: int = 2
@@ -362,10 +365,15 @@ def main(config: TrainConfig) -> None:
     if config.task not in VOCABULARIES:
         raise SystemExit(f"--task {config.task!r}: expected one of {sorted(VOCABULARIES)}")
     tokenizer = build_word_tokenizer(VOCABULARIES[config.task]())
-    task = make_task(
-        config.task, seed=config.task_seed, min_steps=config.min_steps, max_steps=config.max_steps
-    )
-    validation_task = make_task(config.task, seed=config.task_seed)
+    try:
+        options = json.loads(config.task_options or "{}")
+        task = make_task(
+            config.task, seed=config.task_seed, min_steps=config.min_steps,
+            max_steps=config.max_steps, **options,
+        )  # fmt: skip
+        validation_task = make_task(config.task, seed=config.task_seed, **options)
+    except (ValueError, TypeError) as error:
+        raise SystemExit(f"--task-options {config.task_options!r}: {error}") from None
     model = build_model(config, tokenizer).to(config.device)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embed" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embed" not in n)]

@@ -235,9 +235,15 @@ def test_arith_v1_checks_its_arguments():
     from dllm_gym.tasks.arith_v1 import ArithV1Task, render_v1
 
     with pytest.raises(ValueError, match="links=3: expected at least max_steps=4"):
-        ArithV1Task(links=3)
+        ArithV1Task(max_steps=4, links=3)
+    # The draft the v1 model was first trained on: six links, every step short.
+    draft = ArithV1Task(links=6, long_forms=False)
+    assert draft.max_steps == 6
+    solutions = [draft.problem("test", i).solution for i in range(50)]
+    assert not any("Compared" in solution for solution in solutions)
+    assert max(solution.count("=") for solution in solutions) == 6
     with pytest.raises(ValueError, match=r"links=10: .* at most 9"):
-        ArithV1Task(links=10)
+        ArithV1Task(max_steps=4, links=10)
     with pytest.raises(ValueError, match=r"chain: expected a start not in .* \[4, 5, 7\]"):
         render_v1(Chain(4, (("+", 1), ("+", 2))), [1, 2, 3], "pens")
     with pytest.raises(ValueError, match=r"chain: expected a start not in"):

@@ -176,8 +176,10 @@ class ArithV1Task(ArithTask):
     Args:
         seed: seed of the generator; problem ``i`` of a split depends only on (seed, split, i).
         min_steps, max_steps: the number of worked steps ``k`` (where the first count of
-            0, 3, 6 or 9 is) is uniform in this range.
+            0, 3, 6 or 9 is) is uniform in this range (``max_steps`` defaults to ``links``).
         links: comparisons every prompt tells (the chain's links, worked or not).
+        long_forms: write each step in the short or the long form at random (``False``: all
+            short, the draft the v1 model was first trained on).
         sizes: number of problems in each split (``train``, ``validation``, ``test``).
     """
 
@@ -187,17 +189,19 @@ class ArithV1Task(ArithTask):
         self,
         seed: int = 0,
         min_steps: int = 1,
-        max_steps: int = LINKS,
+        max_steps: int | None = None,
         links: int = LINKS,
+        long_forms: bool = True,
         sizes: Mapping[str, int] | None = None,
     ) -> None:
+        max_steps = links if max_steps is None else max_steps
         super().__init__(seed=seed, min_steps=min_steps, max_steps=max_steps, sizes=sizes)
         if not max_steps <= links <= BOXES - 1:
             raise ValueError(
                 f"links={links}: expected at least max_steps={max_steps} (the worked steps) "
                 f"and at most {BOXES - 1} (a chain of distinct boxes)"
             )
-        self.links = links
+        self.links, self.long_forms = links, long_forms
 
     def chain(self, split: str, index: int) -> tuple[Chain, np.random.Generator]:
         """The chain of problem ``index`` of ``split`` and the generator that drew it.
@@ -218,7 +222,7 @@ class ArithV1Task(ArithTask):
         labels = [int(i) for i in rng.permutation(BOXES)[: self.links + 1]]
         item = ITEMS[int(rng.integers(len(ITEMS)))]
         swapped = [bool(rng.integers(2)) and op in COMMUTATIVE for op, _ in chain.steps[:depth]]
-        long_form = [bool(rng.integers(2)) for _ in range(depth)]
+        long_form = [bool(rng.integers(2)) for _ in range(depth)] if self.long_forms else None
         return render_v1(chain, labels, item, swapped=swapped, long_form=long_form)
 
 
