@@ -28,11 +28,14 @@ def test_list_shows_every_registered_id_with_its_settings(capsys):
         "DLLMUnmask-GSM8K-FullDiffusion-v0",
         "DLLMUnmask-Arith-v0",
         "DLLMUnmask-Arith-FullDiffusion-v0",
+        "DLLMUnmask-Arith-v1",
+        "DLLMUnmask-Arith-FullDiffusion-v1",
         *(f"DLLMUnmask-{name}-{kind}"
           for name in ("MATH500", "HumanEval", "Countdown", "Sudoku")
           for kind in ("v0", "FullDiffusion-v0")),
     }  # fmt: skip
     assert "| arith | embedded | 48 | 16 |" in rows[ARITH]
+    assert "| arith-v1 | embedded-v1 | 192 | 192 |" in rows["DLLMUnmask-Arith-FullDiffusion-v1"]
     assert "| humaneval | GSAI-ML/LLaDA-8B-Instruct | 512 | 32 |" in rows["DLLMUnmask-HumanEval-v0"]
 
 

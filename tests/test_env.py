@@ -15,6 +15,7 @@ from reference_decoders import fast_dllm_threshold, llada_low_confidence
 import dllm_gym
 from dllm_gym.decoding import decode, llada_transfer_counts, threshold_rule, top_k_rule
 from dllm_gym.envs import ThresholdAction, TopKAction
+from dllm_gym.models.loading import EMBEDDED_MODELS
 from dllm_gym.registry import read_registry
 from dllm_gym.tasks import ArithTask
 
@@ -27,7 +28,7 @@ BLOCK = gym.spec(ARITH).kwargs["block_length"]
 def buildable_overrides(entry, data_files) -> dict:
     """Settings that make a registered id runnable here: the ids of LLaDA-8B on the embedded
     model, with local data for the tasks that read files."""
-    if entry.settings["model"] == "embedded":
+    if entry.settings["model"] in EMBEDDED_MODELS:
         return {}
     block = min(entry.settings["block_length"], 64)  # 32 stays semi-AR, 256 full diffusion
     overrides = {"model": "embedded", "gen_length": 64, "block_length": block}
@@ -43,6 +44,8 @@ def test_every_registered_id_passes_check_env(task_data_files):
         "DLLMUnmask-GSM8K-FullDiffusion-v0",
         ARITH,
         ARITH_FULL,
+        "DLLMUnmask-Arith-v1",
+        "DLLMUnmask-Arith-FullDiffusion-v1",
         *(f"DLLMUnmask-{name}-{kind}"
           for name in ("MATH500", "HumanEval", "Countdown", "Sudoku")
           for kind in ("v0", "FullDiffusion-v0")),
@@ -427,7 +430,9 @@ def test_the_wheel_ships_the_registry_of_the_repository(tmp_path):
         shipped = archive.read("dllm_gym/envs_registry.yaml")
         names = set(archive.namelist())
     assert shipped == (root / "envs_registry.yaml").read_bytes()
-    assert "dllm_gym/models/embedded/model.safetensors" in names
+    for model in ("embedded", "embedded_v1"):
+        assert f"dllm_gym/models/{model}/model.safetensors" in names
+        assert f"dllm_gym/models/{model}/tokenizer.json" in names
 
 
 @pytest.mark.parametrize(
