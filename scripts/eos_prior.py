@@ -24,6 +24,29 @@ from dllm_gym.models.loading import load_model
 from dllm_gym.tasks import make_task
 
 
+def first_pass_eos(lm, task, problems, gen_length: int) -> tuple[np.ndarray, np.ndarray]:
+    """End-of-text probabilities at the first forward pass (every generation position
+    masked), one row per problem, and the problems' answer lengths in tokens."""
+    state = DecodingState.start(
+        [task.format_prompt(p.question, lm.tokenizer) for p in problems],
+        gen_length=gen_length,
+        block_length=gen_length,
+        mask_token_id=lm.mask_token_id,
+        pad_token_id=lm.pad_token_id,
+        max_length=lm.max_length,
+    )
+    with torch.no_grad():
+        logits = lm.generation_logits(
+            state.tokens, state.attention_mask, state.position_ids,
+            start=state.tokens.shape[1] - gen_length, length=gen_length,
+        )  # fmt: skip
+    p_eos = torch.softmax(logits.float(), -1)[..., lm.eos_token_id].numpy()
+    lengths = np.array(
+        [len(lm.tokenizer(p.solution, add_special_tokens=False)["input_ids"]) for p in problems]
+    )
+    return p_eos, lengths
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="embedded")
@@ -35,25 +58,7 @@ def main() -> None:
     lm = load_model(args.model, device="cpu")
     task = make_task(args.task)
     problems = task.problems(args.split)[: args.problems]
-    prompts = [task.format_prompt(p.question, lm.tokenizer) for p in problems]
-    lengths = np.array(
-        [len(lm.tokenizer(p.solution, add_special_tokens=False)["input_ids"]) for p in problems]
-    )
-    state = DecodingState.start(
-        prompts,
-        gen_length=args.gen_length,
-        block_length=args.gen_length,
-        mask_token_id=lm.mask_token_id,
-        pad_token_id=lm.pad_token_id,
-        max_length=lm.max_length,
-    )
-    start = state.tokens.shape[1] - args.gen_length
-    with torch.no_grad():
-        logits = lm.generation_logits(
-            state.tokens, state.attention_mask, state.position_ids, start=start,
-            length=args.gen_length,
-        )  # fmt: skip
-    p_eos = torch.softmax(logits.float(), -1)[..., lm.eos_token_id].numpy()
+    p_eos, lengths = first_pass_eos(lm, task, problems, args.gen_length)
     rows = np.arange(len(problems))
     at_length = p_eos[rows, lengths]
     before = p_eos[rows, lengths - 1]

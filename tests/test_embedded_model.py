@@ -8,11 +8,14 @@ core, the tokenizer or the task shows here while the test stays fast.
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
-from dllm_gym.decoding import DecodingState, decode, threshold_rule, top_k_rule
+from dllm_gym.decoding import decode, threshold_rule, top_k_rule
 from dllm_gym.models.loading import EMBEDDED_MODEL_DIR, EMBEDDED_MODELS, OWN, load_model
 from dllm_gym.models.tokenizer import EOT_TOKEN
 from dllm_gym.tasks import make_task
@@ -106,6 +109,7 @@ def test_revealing_many_tokens_per_step_costs_accuracy(embedded, arith, one_per_
 
 # The v1 checkpoint (dllm_gym/models/embedded_v1), the model of the Arith-v1 ids.
 V1_GEN_LENGTH, V1_BLOCK_LENGTH, V1_FULL_LENGTH = 64, 16, 192
+EOS_PRIOR_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "eos_prior.py"
 # On the first 100 test problems the checkpoint measures 100% with one token per step; at the
 # first forward pass, end-of-text first passes 0.5 at the true length in 40% of them, with a
 # mean probability there of 0.64. A model that reads the length off the prompt measures about
@@ -147,30 +151,6 @@ def test_v1_checkpoint_extends_v0s_vocabulary_and_reaches_the_full_diffusion_len
     assert embedded_v1.tokenizer.unk_token_id not in ids
 
 
-def first_pass_eos(lm, task, gen_length: int) -> tuple[np.ndarray, np.ndarray]:
-    """End-of-text probabilities at the first forward pass (every position masked) and the
-    answers' token lengths, for the first test problems."""
-    problems = task.problems("test")[:PROBLEMS]
-    state = DecodingState.start(
-        [task.format_prompt(p.question, lm.tokenizer) for p in problems],
-        gen_length=gen_length,
-        block_length=gen_length,
-        mask_token_id=lm.mask_token_id,
-        pad_token_id=lm.pad_token_id,
-        max_length=lm.max_length,
-    )
-    with torch.no_grad():
-        logits = lm.generation_logits(
-            state.tokens, state.attention_mask, state.position_ids,
-            start=state.tokens.shape[1] - gen_length, length=gen_length,
-        )  # fmt: skip
-    p_eos = torch.softmax(logits.float(), -1)[..., lm.eos_token_id].numpy()
-    lengths = np.array(
-        [len(lm.tokenizer(p.solution, add_special_tokens=False)["input_ids"]) for p in problems]
-    )
-    return p_eos, lengths
-
-
 @pytest.mark.expensive
 def test_v1_one_token_per_step_solves_the_test_problems(embedded_v1, arith_v1):
     accuracy, nfe = accuracy_and_nfe(
@@ -183,7 +163,11 @@ def test_v1_one_token_per_step_solves_the_test_problems(embedded_v1, arith_v1):
 def test_v1_first_pass_does_not_know_where_the_answer_ends(embedded_v1, arith_v1):
     """The issue's check: with every position masked, end-of-text is not confidently placed
     at the true answer length (the steps' forms are drawn at random, so it cannot be)."""
-    p_eos, lengths = first_pass_eos(embedded_v1, arith_v1, V1_GEN_LENGTH)
+    spec = importlib.util.spec_from_file_location("eos_prior", EOS_PRIOR_SCRIPT)
+    eos_prior = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(eos_prior)
+    problems = arith_v1.problems("test")[:PROBLEMS]
+    p_eos, lengths = eos_prior.first_pass_eos(embedded_v1, arith_v1, problems, V1_GEN_LENGTH)
     rows = np.arange(len(lengths))
     confident = p_eos > 0.5
     first = np.where(confident.any(1), confident.argmax(1), V1_GEN_LENGTH)
