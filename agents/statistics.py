@@ -10,14 +10,16 @@ Z_95 = 1.959963984540054
 
 
 def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, float]:
-    """Wilson score interval of a binomial proportion (95% by default)."""
+    """Wilson score interval of a binomial proportion (95% by default). It always holds the
+    observed proportion: at 0 or n successes rounding would otherwise leave it a hair
+    outside (an upper end of 0.9999999999999999 for 30 of 30)."""
     if n <= 0:
         return (0.0, 1.0)
     p = successes / n
     denominator = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denominator
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    return (min(p, max(0.0, centre - half)), max(p, min(1.0, centre + half)))
 
 
 def summarize(records: Sequence[Mapping[str, Any]], run: Mapping[str, Any]) -> dict[str, Any]:

@@ -155,6 +155,11 @@ def test_wilson_interval_known_values():
     assert statistics.wilson_interval(5, 10) == pytest.approx((0.2366, 0.7634), abs=1e-4)
     assert statistics.wilson_interval(0, 10) == pytest.approx((0.0, 0.2775), abs=1e-4)
     assert statistics.wilson_interval(10, 10) == pytest.approx((0.7225, 1.0), abs=1e-4)
+    # The interval holds the observed proportion exactly, even where rounding would not.
+    for n in range(1, 201):
+        for successes in (0, n):
+            low, high = statistics.wilson_interval(successes, n)
+            assert low <= successes / n <= high, (successes, n)
 
 
 def test_resume_after_interruption(fresh, tmp_path):
