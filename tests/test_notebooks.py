@@ -28,7 +28,7 @@ pytestmark = pytest.mark.expensive  # executing the notebooks takes minutes
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
-CELL_TIMEOUT_S = 600  # one cell; each quick setting takes 1 to 4 minutes in all (03 the most)
+CELL_TIMEOUT_S = 600  # one cell; each quick setting takes under 3 minutes in all (02 the most)
 # Parameters that would switch a notebook to its slower run or make it write into the repo.
 FULL_RUN_VARIABLES = (
     "DLLM_GYM_NOTEBOOK_FULL",
@@ -90,6 +90,10 @@ def test_notebook_runs(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 # -- checks of the key numbers ---------------------------------------------------------------
 
+# (generation length, block length) of the ids the notebooks decode
+SEMI_AR = (64, 16)  # DLLMUnmask-Arith-v1
+FULL_DIFFUSION = (192, 192)  # DLLMUnmask-Arith-FullDiffusion-v1
+
 
 def check_runs(runs: list[dict[str, Any]]) -> None:
     """Any notebook's evaluation runs: accuracy a percentage, mean NFE between 1 and L."""
@@ -102,16 +106,16 @@ def check_runs(runs: list[dict[str, Any]]) -> None:
 
 
 def check_unmasking_as_an_mdp(results: dict[str, Any]) -> None:
-    length = 48
+    length, block = SEMI_AR
     orders = results["orders"]
     # Left to right: position p is revealed at step p + 1.
     assert orders["left to right"]["unmask_step"] == list(range(1, length + 1))
     assert orders["left to right"]["nfe"] == length
-    # Top-k, 4 per step: 12 steps of exactly 4, blocks of 16 completed in order.
+    # Top-k, 4 per step: 16 steps of exactly 4, blocks of 16 completed in order.
     steps = np.array(orders["top-k, 4 per step"]["unmask_step"])
     assert orders["top-k, 4 per step"]["nfe"] == length // 4
     assert np.bincount(steps)[1:].tolist() == [4] * (length // 4)
-    blocks = steps.reshape(3, 16)
+    blocks = steps.reshape(length // block, block)
     assert (blocks[:-1].max(axis=1) < blocks[1:].min(axis=1)).all()
     # Threshold: every position once, every step reveals something, fewer steps than L.
     threshold = orders["threshold 0.9"]
@@ -125,7 +129,7 @@ def check_unmasking_as_an_mdp(results: dict[str, Any]) -> None:
     }
     # The example where revealing a whole block per step breaks the answer.
     example = results["example"]
-    assert example["whole_block"] == {"nfe": 3, "correct": False}
+    assert example["whole_block"] == {"nfe": length // block, "correct": False}
     assert example["one_per_step"] == {"nfe": length, "correct": True}
     assert example["positions_differing"] >= 1
     # Fixed counts cost exactly L / k forward passes.
@@ -136,13 +140,21 @@ def check_unmasking_as_an_mdp(results: dict[str, Any]) -> None:
 
 
 def check_heuristics_ablation(results: dict[str, Any]) -> None:
+    length, block = SEMI_AR
     runs = results["runs"]
     assert all(run["episodes"] == results["episodes"] for run in runs)
-    semi_ar = [run for run in runs if (run["gen_length"], run["block_length"]) == (48, 16)]
+    semi_ar = [run for run in runs if (run["gen_length"], run["block_length"]) == SEMI_AR]
     assert {run["policy"] for run in semi_ar} == set(POLICIES), "every heuristic is measured"
-    assert any((run["gen_length"], run["block_length"]) == (96, 96) for run in runs)
-    assert len({run["block_length"] for run in runs if run["gen_length"] == 48}) >= 3
-    assert len({run["gen_length"] for run in runs if run["block_length"] == 16}) >= 3
+    # Section 2: each rule on both ids; the full-diffusion rules include the contrasts printed.
+    full = {
+        run["label"]: run
+        for run in runs
+        if (run["gen_length"], run["block_length"]) == FULL_DIFFUSION
+    }
+    assert {"top_k 8/step", "random 8/step", "threshold tau=0.9", "threshold tau=0.99"} <= set(full)
+    assert set(full) <= {run["label"] for run in semi_ar}
+    assert len({run["block_length"] for run in runs if run["gen_length"] == length}) >= 3
+    assert len({run["gen_length"] for run in runs if run["block_length"] == block}) >= 3
     for run in runs:
         blocks = run["gen_length"] // run["block_length"]
         if run["policy"] == "top_k":
@@ -151,11 +163,23 @@ def check_heuristics_ablation(results: dict[str, Any]) -> None:
             assert run["mean_nfe"] == run["gen_length"], run
     front = results["pareto_front"]
     assert front and set(front) <= {run["label"] for run in semi_ar}
+    # Answers that ended early: counted on the same problems, greedily, as the rule's run.
+    measured = {(run["label"], run["gen_length"], run["block_length"]): run for run in runs}
+    shapes = set()
+    for row in results["ended_early"]:
+        run = measured[row["label"], row["gen_length"], row["block_length"]]
+        wrong = round(run["episodes"] * (1 - run["accuracy_pct"] / 100))
+        assert row["wrong"] == wrong, (row, run)  # the same decodes as the run's
+        assert 0 <= row["wrong_and_ended_early"] <= min(row["ended_early"], row["wrong"]), row
+        assert row["ended_early"] <= run["episodes"], row
+        shapes.add((row["gen_length"], row["block_length"]))
+    assert shapes == {SEMI_AR, FULL_DIFFUSION}
 
 
 def check_train_a_policy(results: dict[str, Any]) -> None:
     grpo = results["grpo"]
     length = grpo["gen_length"]
+    assert length == SEMI_AR[0]
     logs = grpo["logs"]
     assert set(logs) == {"cold start", "warm start"}
     for run_name, rows in logs.items():
@@ -183,6 +207,7 @@ def check_train_a_policy(results: dict[str, Any]) -> None:
         "learned", "threshold", "top_k", "left_to_right"
     }  # fmt: skip
     for run in runs.values():
+        assert (run["gen_length"], run["block_length"]) == SEMI_AR, run
         blocks = run["gen_length"] // run["block_length"]
         assert run["episodes"] == results["episodes"], run
         assert blocks <= run["mean_nfe"] <= run["gen_length"], run  # >= one forward per block
