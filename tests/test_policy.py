@@ -296,20 +296,27 @@ def test_checkpoint_files_are_readable_like_plain_files(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("env_id", "max_nfe"),
-    [("DLLMUnmask-Arith-v0", 10.0), ("DLLMUnmask-Arith-FullDiffusion-v0", 9.0)],
+    ("env_id", "min_accuracy", "max_nfe"),
+    [
+        ("DLLMUnmask-Arith-v0", 0.8, 10.0),
+        ("DLLMUnmask-Arith-FullDiffusion-v0", 0.8, 9.0),
+        ("DLLMUnmask-Arith-v1", 0.95, 12.0),
+        ("DLLMUnmask-Arith-FullDiffusion-v1", 0.5, 7.0),
+    ],
 )
 @pytest.mark.expensive
-def test_shipped_policies_decode_fast_and_well(env_id, max_nfe):
-    """The shipped checkpoints keep their card's level on the first 50 test problems: an
-    untrained policy needs 48 / 96 NFE or loses accuracy; these score >= 80% at <= 10 NFE
-    (measured on 400 / 300 problems: 92.0% at 7.3 and 88.0% at 5.6)."""
+def test_shipped_policies_decode_fast_and_well(env_id, min_accuracy, max_nfe):
+    """The shipped checkpoints keep their card's level on the first 50 test problems (an
+    untrained policy, whose logits start below 0, reveals one position a step: L NFE).
+    Measured on the card's problems: v0 92.0% at 7.3 NFE (400) and 88.0% at 5.6 (300); v1
+    99.8% at 10.6 and 72.4% at 5.6 (1,000; the first 50 of full diffusion are harder: 56% at
+    5.7)."""
     from agents.cli import build_policy
     from agents.evaluate import evaluate
 
     policy = build_policy("learned", {"checkpoint": "shipped"}, env_id)
     assert policy.checkpoint == str(shipped_checkpoint(env_id))
     summary = evaluate(policy, env_id, episodes=50, num_envs=50, progress=False)
-    assert summary["accuracy"] >= 0.8 and 1 <= summary["mean_nfe"] <= max_nfe
+    assert summary["accuracy"] >= min_accuracy and 1 <= summary["mean_nfe"] <= max_nfe
     with pytest.raises(ValueError, match=r"no shipped learned policy for 'Nope-v0'.*Arith-v0"):
         shipped_checkpoint("Nope-v0")
