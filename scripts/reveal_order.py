@@ -26,11 +26,10 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import yaml
 from gymnasium.vector import AutoresetMode
 
 import dllm_gym  # noqa: F401  (registers the ids)
-from agents.cli import build_policy
+from agents.cli import build_policy, parse_assignments
 from agents.rollout import run_episodes
 
 EARLY_STEPS = 3
@@ -39,13 +38,7 @@ EARLY_STEPS = 3
 def parse_policy(text: str) -> tuple[str, dict[str, Any]]:
     """``name`` or ``name:key=value:key=value`` (values read as YAML scalars)."""
     name, *assignments = text.split(":")
-    settings = {}
-    for item in assignments:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"--policy: expected name:key=value, got {text!r}")
-        settings[key] = yaml.safe_load(value)
-    return name, settings
+    return name, parse_assignments(assignments, "--policy")
 
 
 def ranges(positions: np.ndarray) -> str:

@@ -111,6 +111,14 @@ def _draw_stopping_chain(rng: np.random.Generator, depth: int, links: int) -> Ch
     return Chain(start, tuple(steps))
 
 
+def _step_flags(name: str, flags: Sequence[bool] | None, depth: int) -> list[bool]:
+    """One flag per worked step (all False when ``None``), or a ValueError naming ``name``."""
+    flags = [False] * depth if flags is None else list(flags)
+    if len(flags) != depth:
+        raise ValueError(f"{name}: expected {depth} flags (one per worked step), got {flags}")
+    return flags
+
+
 def render_v1(
     chain: Chain,
     labels: Sequence[int],
@@ -136,14 +144,8 @@ def render_v1(
             f"chain: expected a start not in {STOPS} and a later count in it, got "
             f"the counts {chain.values()}"
         )
-    swapped = [False] * depth if swapped is None else list(swapped)
-    if len(swapped) != depth:
-        raise ValueError(f"swapped: expected {depth} flags (one per worked step), got {swapped}")
-    long_form = [False] * depth if long_form is None else list(long_form)
-    if len(long_form) != depth:
-        raise ValueError(
-            f"long_form: expected {depth} flags (one per worked step), got {long_form}"
-        )
+    swapped = _step_flags("swapped", swapped, depth)
+    long_form = _step_flags("long_form", long_form, depth)
     for (operator, _), swap in zip(chain.steps, swapped, strict=False):
         if swap and operator not in COMMUTATIVE:
             raise ValueError(f"swapped: a {operator!r} step cannot swap its operands")
