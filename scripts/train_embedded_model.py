@@ -60,6 +60,10 @@ class TrainConfig:
     alike), e.g. '{"links": 6, "long_forms": false}' for an Arith-v1 draft"""
     init_from: str = ""
     """warm start: a saved model folder whose weights (and shape) the run starts from"""
+    init_layers: int = 0
+    """keep only the warm start's first this many transformer blocks (0: all of them); a
+    shallower model must write intermediate results down instead of composing them in one
+    forward pass"""
     min_steps: int = 2
     """fewest operations of a training problem (shorter chains than the task's make a
     curriculum; validation always decodes the task's own problems, as its ids do)"""
@@ -145,6 +149,14 @@ def build_model(config: TrainConfig, tokenizer) -> DiffusionTransformerForMasked
             )
         if len(vocab) > len(start):  # words the task adds: new rows, the others kept
             model.resize_token_embeddings(len(vocab), mean_resizing=True)
+        if config.init_layers:
+            if not 0 < config.init_layers <= len(model.layers):
+                raise SystemExit(
+                    f"--init-layers {config.init_layers}: expected 1 to {len(model.layers)} "
+                    f"(the blocks of --init-from {config.init_from})"
+                )
+            model.layers = model.layers[: config.init_layers]
+            model.config.num_hidden_layers = config.init_layers
         model.config.max_position_embeddings = config.max_length
         return model
     model_config = DiffusionTransformerConfig(

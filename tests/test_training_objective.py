@@ -1,6 +1,7 @@
 """The embedded model's training objective (scripts/train_embedded_model.py): LLaDA's SFT
 masking, and the semi-autoregressive rows it can mix in."""
 
+import dataclasses
 import importlib.util
 import sys
 from pathlib import Path
@@ -130,3 +131,39 @@ def test_a_warm_start_keeps_its_tokens_and_grows_rows_for_the_words_a_task_adds(
     shuffled = build_word_tokenizer(list(reversed(arith_v1.vocabulary())))
     with pytest.raises(SystemExit, match=r"--init-from .* the first 68 tokens of the task's"):
         train.build_model(config, shuffled)
+
+
+def test_a_warm_start_can_keep_only_its_first_blocks(train, tmp_path):
+    from dllm_gym.models.architecture import (
+        DiffusionTransformerConfig,
+        DiffusionTransformerForMaskedLM,
+    )
+    from dllm_gym.models.tokenizer import build_word_tokenizer
+    from dllm_gym.tasks import arith_v1
+
+    tokenizer = build_word_tokenizer(arith_v1.vocabulary())
+    torch.manual_seed(0)
+    start = DiffusionTransformerForMaskedLM(
+        DiffusionTransformerConfig(
+            vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32,
+            num_hidden_layers=3, num_attention_heads=2, max_position_embeddings=64,
+        )
+    )  # fmt: skip
+    start.save_pretrained(tmp_path / "start")
+    tokenizer.save_pretrained(tmp_path / "start")
+    config = train.TrainConfig(task="arith-v1", init_from=str(tmp_path / "start"), init_layers=2)
+    model = train.build_model(config, tokenizer)
+    assert len(model.layers) == model.config.num_hidden_layers == 2
+    kept, original = model.state_dict(), start.state_dict()
+    assert not any(name.startswith("layers.2.") for name in kept)
+    assert all(torch.equal(value, original[name]) for name, value in kept.items())
+    # The shallower model saves, reloads with two blocks and computes what it computed.
+    model.save_pretrained(tmp_path / "shallow")
+    reloaded = DiffusionTransformerForMaskedLM.from_pretrained(tmp_path / "shallow").eval()
+    tokens = torch.randint(4, len(tokenizer), (2, 10))
+    with torch.no_grad():
+        assert torch.allclose(reloaded(tokens).logits, model.eval()(tokens).logits)
+    assert len(reloaded.layers) == 2
+    # More blocks than the warm start has is refused, naming the argument.
+    with pytest.raises(SystemExit, match=r"--init-layers 4: expected 1 to 3"):
+        train.build_model(dataclasses.replace(config, init_layers=4), tokenizer)
