@@ -98,24 +98,32 @@ def test_the_fraction_of_semi_autoregressive_rows_follows_the_setting(train):
     assert 0.4 < semi < 0.7
 
 
-def test_a_warm_start_keeps_its_tokens_and_grows_rows_for_the_words_a_task_adds(train, tmp_path):
+def save_tiny_warm_start(folder: Path, tokenizer, layers: int):
+    """A tiny seeded model over ``tokenizer``'s words with ``layers`` blocks, saved with the
+    tokenizer in ``folder`` as a warm start for ``--init-from``; returns the model."""
     from dllm_gym.models.architecture import (
         DiffusionTransformerConfig,
         DiffusionTransformerForMaskedLM,
     )
+
+    torch.manual_seed(0)
+    model = DiffusionTransformerForMaskedLM(
+        DiffusionTransformerConfig(
+            vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32,
+            num_hidden_layers=layers, num_attention_heads=2, max_position_embeddings=64,
+        )
+    )  # fmt: skip
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return model
+
+
+def test_a_warm_start_keeps_its_tokens_and_grows_rows_for_the_words_a_task_adds(train, tmp_path):
     from dllm_gym.models.tokenizer import build_word_tokenizer
     from dllm_gym.tasks import arith, arith_v1
 
     v0 = build_word_tokenizer(arith.vocabulary())
-    torch.manual_seed(0)
-    start = DiffusionTransformerForMaskedLM(
-        DiffusionTransformerConfig(
-            vocab_size=len(v0), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-            num_attention_heads=2, max_position_embeddings=64,
-        )
-    )  # fmt: skip
-    start.save_pretrained(tmp_path)
-    v0.save_pretrained(tmp_path)
+    start = save_tiny_warm_start(tmp_path, v0, layers=1)
     v1 = build_word_tokenizer(arith_v1.vocabulary())
     config = train.TrainConfig(task="arith-v1", init_from=str(tmp_path), max_length=272)
     model = train.build_model(config, v1)
@@ -134,23 +142,12 @@ def test_a_warm_start_keeps_its_tokens_and_grows_rows_for_the_words_a_task_adds(
 
 
 def test_a_warm_start_can_keep_only_its_first_blocks(train, tmp_path):
-    from dllm_gym.models.architecture import (
-        DiffusionTransformerConfig,
-        DiffusionTransformerForMaskedLM,
-    )
+    from dllm_gym.models.architecture import DiffusionTransformerForMaskedLM
     from dllm_gym.models.tokenizer import build_word_tokenizer
     from dllm_gym.tasks import arith_v1
 
     tokenizer = build_word_tokenizer(arith_v1.vocabulary())
-    torch.manual_seed(0)
-    start = DiffusionTransformerForMaskedLM(
-        DiffusionTransformerConfig(
-            vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32,
-            num_hidden_layers=3, num_attention_heads=2, max_position_embeddings=64,
-        )
-    )  # fmt: skip
-    start.save_pretrained(tmp_path / "start")
-    tokenizer.save_pretrained(tmp_path / "start")
+    start = save_tiny_warm_start(tmp_path / "start", tokenizer, layers=3)
     config = train.TrainConfig(task="arith-v1", init_from=str(tmp_path / "start"), init_layers=2)
     model = train.build_model(config, tokenizer)
     assert len(model.layers) == model.config.num_hidden_layers == 2
