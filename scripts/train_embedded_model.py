@@ -103,6 +103,10 @@ class TrainConfig:
     probability t, everything after them is masked (0: LLaDA's SFT masking only)"""
     semi_ar_block: int = 16
     """length of the partly masked block of a semi-autoregressive row"""
+    trailing_masks: int = 0
+    """each batch gets 0 to this many extra masked positions after its padded responses
+    (drawn per batch), attended to but outside the loss: long masked tails without a target
+    in them, as a generation longer than the training length shows the model (0: none)"""
     eval_every: int = 500
     """steps between validation decodes"""
     eval_problems: int = 200
@@ -196,8 +200,11 @@ class Batches:
             self.encode(int(i)) for i in rng.integers(0, len(self.train), self.config.batch_size)
         ]
         width = max(len(p) for p, _ in pairs)
+        tail = 0  # drawn only when set, so a run without trailing masks keeps its batches
+        if self.config.trailing_masks:
+            tail = int(rng.integers(0, self.config.trailing_masks + 1))
         eos, pad = self.tokenizer.eos_token_id, self.tokenizer.pad_token_id
-        ids = torch.full((len(pairs), width + length), pad, dtype=torch.long)
+        ids = torch.full((len(pairs), width + length + tail), pad, dtype=torch.long)
         attention = torch.zeros_like(ids, dtype=torch.bool)
         for row, (prompt, response) in enumerate(pairs):
             if len(response) > length:
@@ -206,14 +213,15 @@ class Batches:
                 )
             ids[row, width - len(prompt) : width] = torch.tensor(prompt)
             ids[row, width : width + len(response)] = torch.tensor(response)
-            ids[row, width + len(response) :] = eos
+            ids[row, width + len(response) : width + length] = eos
             attention[row, width - len(prompt) :] = True
-        response_ids = ids[:, width:]
+        ids[:, width + length :] = self.tokenizer.mask_token_id
+        response_ids = ids[:, width : width + length]
         previous = torch.cat([torch.full_like(response_ids[:, :1], -1), response_ids[:, :-1]], 1)
         kind = torch.zeros_like(response_ids)  # 0 other, 1 result after "=", 2 final answer
         kind[previous == self.equals_id] = 1
         kind[previous == self.answer_id] = 2
-        return {"ids": ids, "attention": attention, "width": width, "kind": kind}
+        return {"ids": ids, "attention": attention, "width": width, "length": length, "kind": kind}
 
 
 def masked_diffusion_loss(
@@ -228,7 +236,8 @@ def masked_diffusion_loss(
     """LLaDA's SFT loss on ``batch``; a ``semi_ar_fraction`` of its rows is masked as
     semi-autoregressive decoding sees them (see ``TrainConfig.semi_ar_fraction``)."""
     ids, width = batch["ids"], batch["width"]
-    response = ids[:, width:]
+    end = width + batch["length"]  # trailing masks after the responses: outside the loss
+    response = ids[:, width:end]
     # Noise is drawn on the CPU whatever the device, so a run is the same on any device.
     t = torch.rand(ids.shape[0], generator=generator)
     p_mask = ((1 - eps) * t + eps)[:, None].expand_as(response)
@@ -244,11 +253,11 @@ def masked_diffusion_loss(
         # A position masked for certain has mask probability 1 (loss weight 1).
         p_mask = torch.where(semi & after_block, torch.ones_like(p_mask), p_mask)
     noisy = ids.clone()
-    noisy[:, width:][masked] = mask_id
+    noisy[:, width:end][masked] = mask_id
     device = model.device
     noisy, response = noisy.to(device), response.to(device)
     masked, p_mask = masked.to(device), p_mask.to(device)
-    logits = model(noisy, attention_mask=batch["attention"].to(device)).logits[:, width:]
+    logits = model(noisy, attention_mask=batch["attention"].to(device)).logits[:, width:end]
     token_loss = F.cross_entropy(logits[masked].float(), response[masked], reduction="none")
     loss = (token_loss / p_mask[masked]).sum() / (response.shape[0] * response.shape[1])
     with torch.no_grad():

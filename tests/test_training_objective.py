@@ -6,6 +6,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -44,6 +45,7 @@ def batch(rows: int = 64) -> dict:
     return {
         "ids": ids,
         "width": WIDTH,
+        "length": LENGTH,
         "attention": torch.ones_like(ids, dtype=torch.bool),
         "kind": torch.zeros(rows, LENGTH, dtype=torch.long),
     }
@@ -164,3 +166,36 @@ def test_a_warm_start_can_keep_only_its_first_blocks(train, tmp_path):
     # More blocks than the warm start has is refused, naming the argument.
     with pytest.raises(SystemExit, match=r"--init-layers 4: expected 1 to 3"):
         train.build_model(dataclasses.replace(config, init_layers=4), tokenizer)
+
+
+def test_trailing_masks_follow_the_padded_responses_attended_but_outside_the_loss(train):
+    from dllm_gym.models.tokenizer import build_word_tokenizer
+    from dllm_gym.tasks import arith_v1, make_task
+
+    tokenizer = build_word_tokenizer(arith_v1.vocabulary())
+    task = make_task("arith-v1")
+    config = train.TrainConfig(task="arith-v1", gen_lengths=(64,), batch_size=8)
+    plain = train.Batches(task, tokenizer, config).sample(np.random.default_rng(3))
+    with_tail = train.Batches(
+        task, tokenizer, dataclasses.replace(config, trailing_masks=40)
+    ).sample(np.random.default_rng(3))
+    end = plain["width"] + 64
+    tail = with_tail["ids"].shape[1] - end
+    assert 0 < tail <= 40  # drawn per batch from 0..40 (this seed draws a tail)
+    # The same problems and padding, then only mask tokens, which the rows attend to.
+    assert torch.equal(with_tail["ids"][:, :end], plain["ids"])
+    assert (with_tail["ids"][:, end:] == tokenizer.mask_token_id).all()
+    assert with_tail["attention"][:, end:].all()
+    assert torch.equal(with_tail["kind"], plain["kind"])
+    # A model whose logits ignore context scores both batches alike: the tail is not in the
+    # loss, and the response's noise does not depend on it.
+    model = RecordingModel()
+    model.embedding = torch.nn.Embedding(len(tokenizer), len(tokenizer))
+    mask = tokenizer.mask_token_id
+    losses = []
+    for batch in (plain, with_tail):
+        generator = torch.Generator().manual_seed(0)
+        loss, _ = train.masked_diffusion_loss(model, batch, generator, 1e-3, mask, 0.5, 16)
+        losses.append(loss)
+        assert (model.seen[:, end:] == mask).all()
+    assert torch.allclose(losses[0], losses[1])
