@@ -31,9 +31,9 @@ class RecordingModel(torch.nn.Module):
 
     device = torch.device("cpu")
 
-    def __init__(self) -> None:
+    def __init__(self, vocab: int = 16) -> None:
         super().__init__()
-        self.embedding = torch.nn.Embedding(16, 16)
+        self.embedding = torch.nn.Embedding(vocab, vocab)
 
     def forward(self, ids, attention_mask=None):
         self.seen = ids.clone()
@@ -179,7 +179,7 @@ def test_trailing_masks_follow_the_padded_responses_attended_but_outside_the_los
     with_tail = train.Batches(
         task, tokenizer, dataclasses.replace(config, trailing_masks=40)
     ).sample(np.random.default_rng(3))
-    end = plain["width"] + 64
+    end = plain["width"] + plain["length"]
     tail = with_tail["ids"].shape[1] - end
     assert 0 < tail <= 40  # drawn per batch from 0..40 (this seed draws a tail)
     # The same problems and padding, then only mask tokens, which the rows attend to.
@@ -189,8 +189,7 @@ def test_trailing_masks_follow_the_padded_responses_attended_but_outside_the_los
     assert torch.equal(with_tail["kind"], plain["kind"])
     # A model whose logits ignore context scores both batches alike: the tail is not in the
     # loss, and the response's noise does not depend on it.
-    model = RecordingModel()
-    model.embedding = torch.nn.Embedding(len(tokenizer), len(tokenizer))
+    model = RecordingModel(vocab=len(tokenizer))
     mask = tokenizer.mask_token_id
     losses = []
     for batch in (plain, with_tail):
