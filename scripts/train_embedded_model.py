@@ -135,6 +135,21 @@ BOOKKEEPING = {
 }  # fmt: skip
 
 
+def changed_settings(saved: dict, config: TrainConfig) -> list[str]:
+    """The settings of ``config`` that change the trajectory of the run ``saved`` (a state's
+    settings) was training. A setting missing from ``saved`` was added to the script after it
+    was written and counts as its default, the behaviour the script had before it existed."""
+    defaults = {
+        f.name: f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+        for f in dataclasses.fields(TrainConfig)
+    }
+    return sorted(
+        name
+        for name, value in dataclasses.asdict(config).items()
+        if name not in BOOKKEEPING and saved.get(name, defaults[name]) != value
+    )
+
+
 # The words each trainable task writes; a later version's list extends the earlier one's.
 VOCABULARIES = {"arith": arith.vocabulary, "arith-v1": arith_v1.vocabulary}
 
@@ -412,11 +427,7 @@ def main(config: TrainConfig) -> None:
     state_path = work / "state.pt"
     if state_path.exists():
         state = torch.load(state_path, weights_only=False, map_location=config.device)
-        changed = sorted(
-            name
-            for name, value in dataclasses.asdict(config).items()
-            if name not in BOOKKEEPING and state["config"].get(name) != value
-        )
+        changed = changed_settings(state["config"], config)
         if changed:
             raise SystemExit(
                 f"{state_path} was written with other {changed}; use another --work-dir"

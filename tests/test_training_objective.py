@@ -198,3 +198,17 @@ def test_trailing_masks_follow_the_padded_responses_attended_but_outside_the_los
         losses.append(loss)
         assert (model.seen[:, end:] == mask).all()
     assert torch.allclose(losses[0], losses[1])
+
+
+def test_a_run_resumes_when_only_bookkeeping_or_a_later_setting_at_its_default_differs(train):
+    config = train.TrainConfig(task="arith-v1", trailing_masks=0)
+    saved = dataclasses.asdict(config) | {"threads": 1, "out": "elsewhere"}
+    assert train.changed_settings(saved, config) == []
+    del saved["trailing_masks"]  # a state written before the setting existed
+    assert train.changed_settings(saved, config) == []
+    assert train.changed_settings(saved, dataclasses.replace(config, trailing_masks=128)) == [
+        "trailing_masks"
+    ]
+    assert train.changed_settings(
+        saved, dataclasses.replace(config, learning_rate=5e-4, seed=1)
+    ) == ["learning_rate", "seed"]
