@@ -139,10 +139,7 @@ def changed_settings(saved: dict, config: TrainConfig) -> list[str]:
     """The settings of ``config`` that change the trajectory of the run ``saved`` (a state's
     settings) was training. A setting missing from ``saved`` was added to the script after it
     was written and counts as its default, the behaviour the script had before it existed."""
-    defaults = {
-        f.name: f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
-        for f in dataclasses.fields(TrainConfig)
-    }
+    defaults = dataclasses.asdict(TrainConfig())
     return sorted(
         name
         for name, value in dataclasses.asdict(config).items()
