@@ -289,9 +289,14 @@ def imitate(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-    with torch.no_grad():
-        logits = net(data["confidence"].float(), data["mask"].long(), data["progress"].float())
-        agree = (((logits > 0).float() == target) & active).sum() / active.sum()
+    agree = torch.zeros((), device=device)
+    with torch.no_grad():  # in chunks: a slow teacher records tens of thousands of states
+        for begin in range(0, len(target), 1024):
+            rows = slice(begin, begin + 1024)
+            logits = net(data["confidence"][rows].float(), data["mask"][rows].long(),
+                         data["progress"][rows].float())  # fmt: skip
+            agree += (((logits > 0).float() == target[rows]) & active[rows]).sum()
+    agree = agree / active.sum()
     return {"teacher_accuracy": float(np.mean(correct)), "teacher_nfe": float(np.mean(nfe)),
             "agreement": float(agree), "bc_loss": loss.item()}  # fmt: skip
 
