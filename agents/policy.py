@@ -16,7 +16,9 @@ mask flags, conditioned on decoding progress, and gives one reveal logit per pos
 - :class:`LearnedPolicy`: the :class:`agents.policies.Policy` interface over numpy
   observations of single (``(L,)``) or vector (``(N, L)``) environments.
 - :func:`save_policy`, :func:`load_policy`: checkpoint folders (``model.safetensors`` and
-  ``config.json``), validated on load.
+  ``config.json``), validated on load. A checkpoint may name the decoding mode it was
+  measured in (``extra.evaluation``, see :func:`evaluation_settings`);
+  :meth:`LearnedPolicy.load` uses it for the fields it is not given.
 
     import gymnasium as gym
     import dllm_gym  # registers the ids
@@ -61,6 +63,7 @@ __all__ = [
     "PolicyConfig",
     "UnmaskingPolicyNet",
     "deterministic_action",
+    "evaluation_settings",
     "load_policy",
     "log_prob",
     "observation_tensors",
@@ -73,6 +76,8 @@ __all__ = [
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+EVALUATION_KEY = "evaluation"  # extra.evaluation in config.json: see evaluation_settings
+EVALUATION_FIELDS = ("deterministic", "temperature", "seed")
 # Trained policies shipped with the package, one folder per registered id (see its README.md).
 SHIPPED_DIR = Path(__file__).resolve().parent / "checkpoints"
 # What the network reads, in order; a checkpoint with another layout is refused on load.
@@ -421,9 +426,11 @@ class LearnedPolicy:
         cls, path: str | Path, *, device: torch.device | str | None = None, **kwargs: Any
     ) -> LearnedPolicy:
         """The policy of the checkpoint folder ``path`` (see :func:`load_policy`); ``kwargs``
-        are the fields (``deterministic``, ``temperature``, ``seed``)."""
+        are the fields (``deterministic``, ``temperature``, ``seed``). A field not given takes
+        the checkpoint's :func:`evaluation_settings`, then the class default."""
         net = load_policy(path, device=device if device is not None else "cpu")
-        return cls(net, checkpoint=str(path), device=device, **kwargs)
+        settings = {**evaluation_settings(path), **kwargs}
+        return cls(net, checkpoint=str(path), device=device, **settings)
 
     def _new_generator(self) -> torch.Generator:
         generator = torch.Generator(device=self._device)
@@ -523,6 +530,32 @@ def read_config(path: str | Path) -> tuple[PolicyConfig, dict[str, Any]]:
     except ValueError as error:
         raise ValueError(f"{where}: {error}") from None
     return config, extra
+
+
+def evaluation_settings(path: str | Path) -> dict[str, Any]:
+    """The decoding mode checkpoint folder ``path`` was measured in: ``extra.evaluation`` of its
+    ``config.json``, a JSON object with some of ``deterministic`` (bool), ``temperature``
+    (> 0) and ``seed`` (int >= 0), e.g. ``{"deterministic": false, "temperature": 2.0}`` for
+    a policy chosen by its sampled accuracy; ``{}`` when absent (deterministic mode). Written
+    with ``save_policy(net, path, extra={..., "evaluation": {...}})``; a ValueError names the
+    file and the problem."""
+    _, extra = read_config(path)
+    value = extra.get(EVALUATION_KEY, {})
+    where = f"{str(Path(path) / CONFIG_FILE)!r}: extra.{EVALUATION_KEY}"
+    if not isinstance(value, dict):
+        raise ValueError(f"{where} must be a JSON object, got {type(value).__name__}")
+    unknown = sorted(set(value) - set(EVALUATION_FIELDS))
+    if unknown:
+        raise ValueError(
+            f"{where}: unknown field(s) {unknown}; expected some of {EVALUATION_FIELDS}"
+        )
+    if "deterministic" in value and not isinstance(value["deterministic"], bool):
+        raise ValueError(f"{where}: deterministic must be a bool, got {value['deterministic']!r}")
+    if "temperature" in value:
+        check_real(where, "temperature", value["temperature"], 0, low_open=True)
+    if "seed" in value:
+        check_int(where, "seed", value["seed"], 0)
+    return dict(value)
 
 
 def shipped_checkpoint(env_id: str) -> Path:

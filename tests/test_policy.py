@@ -23,6 +23,7 @@ from agents.policy import (
     PolicyConfig,
     UnmaskingPolicyNet,
     deterministic_action,
+    evaluation_settings,
     load_policy,
     log_prob,
     sample,
@@ -233,6 +234,46 @@ def test_checkpoint_round_trip(tmp_path):
     assert torch.equal(loaded(*inputs), net(*inputs))
     policy = LearnedPolicy.load(folder, temperature=0.5)
     assert policy.checkpoint == str(folder) and policy.temperature == 0.5
+
+
+def test_checkpoint_evaluation_settings_are_load_defaults(tmp_path):
+    """A checkpoint's ``extra.evaluation`` sets the fields load() is not given: the policy
+    then samples at its temperature; an explicit argument still wins."""
+    net = _randomise(UnmaskingPolicyNet(SMALL))
+    plain = save_policy(net, tmp_path / "plain")
+    assert evaluation_settings(plain) == {}
+    assert LearnedPolicy.load(plain).deterministic is True
+    mode = {"deterministic": False, "temperature": 2.0, "seed": 3}
+    folder = save_policy(net, tmp_path / "sampled", extra={"step": 1, "evaluation": mode})
+    assert evaluation_settings(folder) == mode
+    policy = LearnedPolicy.load(folder)
+    assert (policy.deterministic, policy.temperature, policy.seed) == (False, 2.0, 3)
+    obs = {
+        "confidence": np.full((64, 16), 0.5, np.float32),
+        "mask": np.ones((64, 16), np.int8),
+        "active": np.ones((64, 16), np.int8),
+        "progress": np.zeros((64, 1), np.float32),
+    }
+    twin = LearnedPolicy(net, deterministic=False, temperature=2.0, seed=3)
+    assert np.array_equal(policy(obs), twin(obs))  # the same draws as the settings given
+    assert LearnedPolicy.load(folder, deterministic=True).deterministic is True
+
+
+@pytest.mark.parametrize(
+    ("evaluation", "message"),
+    [
+        ([False], r"extra.evaluation must be a JSON object, got list"),
+        ({"temp": 2.0}, r"extra.evaluation: unknown field\(s\) \['temp'\]"),
+        ({"deterministic": "no"}, "extra.evaluation: deterministic must be a bool"),
+        ({"temperature": 0}, "extra.evaluation: temperature must be"),
+        ({"seed": -1}, "extra.evaluation: seed must be an integer"),
+    ],
+)
+def test_checkpoint_evaluation_settings_errors(tmp_path, evaluation, message):
+    folder = save_policy(UnmaskingPolicyNet(SMALL), tmp_path / "ckpt")
+    _edit_config(folder, extra={"evaluation": evaluation})
+    with pytest.raises(ValueError, match=f"config.json.*{message}"):
+        LearnedPolicy.load(folder)
 
 
 def _edit_config(folder, **changes):
