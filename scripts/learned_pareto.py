@@ -11,7 +11,9 @@ read as a step function) and the difference in points::
         --episodes 400 --out runs/learned-arith
 
 ``--policy LABEL PATH`` may repeat; ``--set gen_length=64`` evaluates at other env settings
-(for transfer), then ``--sweep`` must hold heuristics run with the same settings.
+(for transfer), then ``--sweep`` must hold heuristics run with the same settings. Each policy
+decodes as its checkpoint says (``extra.evaluation``; deterministic when absent) unless
+``--decoding deterministic`` or ``--decoding sampled --temperature T`` says otherwise.
 """
 
 from __future__ import annotations
@@ -69,17 +71,27 @@ def main() -> None:
     parser.add_argument("--num-envs", type=int, default=50)
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument(
-        "--sampled", action="store_true", help="sample actions (seed 0) instead of logit > 0"
+        "--decoding",
+        choices=("checkpoint", "deterministic", "sampled"),
+        default="checkpoint",
+        help="checkpoint: the mode its config.json's extra.evaluation names (deterministic when "
+        "it names none); deterministic: logit > 0; sampled: draws (seed 0) at --temperature",
     )
+    parser.add_argument("--temperature", type=float, default=1.0, help="with --decoding sampled")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--title", default=None)
     args = parser.parse_args()
 
     overrides = parse_assignments(args.set, "--set")
     heuristics = heuristic_summaries(args.sweep, args.env_id, args.episodes, overrides)
+    decoding = {
+        "checkpoint": {},
+        "deterministic": {"deterministic": True},
+        "sampled": {"deterministic": False, "temperature": args.temperature, "seed": 0},
+    }[args.decoding]
     learned: list[dict[str, Any]] = []
     for label, path in args.policy:
-        policy = LearnedPolicy.load(path, deterministic=not args.sampled)
+        policy = LearnedPolicy.load(path, **decoding)
         summary = evaluation.evaluate(
             policy, args.env_id, episodes=args.episodes, num_envs=args.num_envs,
             overrides=overrides, out_dir=args.out / folder_name(label),
