@@ -342,7 +342,7 @@ def test_checkpoint_files_are_readable_like_plain_files(tmp_path):
         ("DLLMUnmask-Arith-v0", 0.8, 10.0),
         ("DLLMUnmask-Arith-FullDiffusion-v0", 0.8, 9.0),
         ("DLLMUnmask-Arith-v1", 0.95, 15.0),
-        ("DLLMUnmask-Arith-FullDiffusion-v1", 0.7, 35.0),
+        ("DLLMUnmask-Arith-FullDiffusion-v1", 0.66, 32.0),
     ],
 )
 @pytest.mark.expensive
@@ -351,8 +351,8 @@ def test_shipped_policies_decode_fast_and_well(env_id, min_accuracy, max_nfe):
     the mode its checkpoint names (FullDiffusion-v1: sampled at temperature 2, seed 0; the
     others deterministic; an untrained policy, whose logits start below 0, reveals one
     position a step: L NFE). Measured on the card's problems: v0 92.0% at 7.3 NFE (400) and
-    88.0% at 5.6 (300); v1 95.1% at 13.7 and 73.5% at 28.7 (1,000; on the first 50: 100% at
-    13.7 and 84% at 27.2)."""
+    88.0% at 5.6 (300); v1 95.1% at 13.7 and 78.9% at 26.5 (1,000; on the first 50: 100% at
+    13.7 and 76% at 25.2)."""
     from agents.cli import build_policy
     from agents.evaluate import evaluate
 
