@@ -407,10 +407,9 @@ class LearnedPolicy:
     def __post_init__(self, net: UnmaskingPolicyNet, device: torch.device | str | None) -> None:
         if not isinstance(net, UnmaskingPolicyNet):
             raise ValueError(f"learned: net must be an UnmaskingPolicyNet, got {type(net)}")
-        if not isinstance(self.deterministic, bool):
-            raise ValueError(f"learned: deterministic must be a bool, got {self.deterministic!r}")
-        self.temperature = check_real(self.name, "temperature", self.temperature, 0, low_open=True)
-        self.seed = check_int(self.name, "seed", self.seed, 0)
+        decoding = {"deterministic": self.deterministic, "temperature": self.temperature}
+        checked = _checked_decoding(self.name, {**decoding, "seed": self.seed})
+        self.temperature, self.seed = checked["temperature"], checked["seed"]
         self._device = torch.device(device) if device is not None else net.head.weight.device
         self.device = self._device  # the InitVar's value, resolved
         self._net = net.to(self._device)
@@ -549,13 +548,23 @@ def evaluation_settings(path: str | Path) -> dict[str, Any]:
         raise ValueError(
             f"{where}: unknown field(s) {unknown}; expected some of {EVALUATION_FIELDS}"
         )
-    if "deterministic" in value and not isinstance(value["deterministic"], bool):
-        raise ValueError(f"{where}: deterministic must be a bool, got {value['deterministic']!r}")
-    if "temperature" in value:
-        check_real(where, "temperature", value["temperature"], 0, low_open=True)
-    if "seed" in value:
-        check_int(where, "seed", value["seed"], 0)
-    return dict(value)
+    return _checked_decoding(where, value)
+
+
+def _checked_decoding(owner: str, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """``settings`` (some of the :data:`EVALUATION_FIELDS`) validated as
+    :class:`LearnedPolicy` takes them: ``deterministic`` a bool, ``temperature`` a real
+    > 0, ``seed`` an integer >= 0; a ValueError starts with ``owner``."""
+    checked = dict(settings)
+    if "deterministic" in checked and not isinstance(checked["deterministic"], bool):
+        raise ValueError(f"{owner}: deterministic must be a bool, got {checked['deterministic']!r}")
+    if "temperature" in checked:
+        checked["temperature"] = check_real(
+            owner, "temperature", checked["temperature"], 0, low_open=True
+        )
+    if "seed" in checked:
+        checked["seed"] = check_int(owner, "seed", checked["seed"], 0)
+    return checked
 
 
 def shipped_checkpoint(env_id: str) -> Path:
